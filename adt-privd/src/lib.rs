@@ -6,6 +6,7 @@
 //! daemon's private modules (`engine`, `host`, `ledger`).
 
 pub mod names;
+pub mod privileges;
 pub mod proxy;
 
 pub use names::*;

@@ -1,1 +1,157 @@
-fn main() {}
+//! adt-privd: the root helper of autopkgtest-xen. Serves
+//! `org.autopkgtest.Xen1` on the system bus (or `--bus ADDRESS`), offering
+//! only dm snapshot create/remove and Xen domain resume/destroy, each call
+//! checked with polkit.
+
+mod config;
+mod engine;
+mod host;
+mod ledger;
+mod service;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use tokio::signal::unix::{signal, SignalKind};
+
+use adt_privd::names::{BUS_NAME, OBJECT_PATH};
+use adt_privd::{names, privileges};
+use config::Config;
+use engine::Engine;
+use ledger::Ledger;
+
+/// Root helper of autopkgtest-xen: device-mapper snapshots and Xen domains
+/// for unprivileged test runners, over D-Bus, every call checked by polkit.
+#[derive(Parser, Debug)]
+#[command(name = "adt-privd", version)]
+struct Args {
+    /// Configuration file (TOML).
+    #[arg(long, value_name = "FILE", default_value = config::DEFAULT_CONFIG)]
+    config: PathBuf,
+    /// D-Bus address to serve on instead of the system bus (for tests).
+    #[arg(long, value_name = "ADDRESS")]
+    bus: Option<String>,
+}
+
+fn init_logging() {
+    use tracing_subscriber::prelude::*;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ADT_PRIVD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let journal = std::path::Path::new("/run/systemd/journal/socket")
+        .exists()
+        .then(|| tracing_journald::layer().ok())
+        .flatten();
+    match journal {
+        Some(layer) => tracing_subscriber::registry()
+            .with(filter)
+            .with(layer)
+            .init(),
+        None => tracing_subscriber::registry()
+            .with(filter)
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging();
+    let config = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("adt-privd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Before any thread exists: capabilities are per thread.
+    if let Err(e) = privileges::drop_capabilities() {
+        eprintln!("adt-privd: cannot drop capabilities: {e}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("adt-privd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config, args.bus)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "adt-privd stopped");
+            eprintln!("adt-privd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config, bus: Option<String>) -> Result<(), String> {
+    let ledger = Ledger::open(&config.ledger_dir).map_err(|e| {
+        format!(
+            "cannot open the ledger {}: {e}",
+            config.ledger_dir.display()
+        )
+    })?;
+    let tools = host::Tools {
+        dmsetup: config.tools.dmsetup.clone(),
+        xl: config.tools.xl.clone(),
+        timeout: config.limits.command_timeout(),
+        restore_timeout: config.limits.restore_timeout(),
+        remove_retries: config.limits.remove_retries,
+    };
+    let engine = Arc::new(Engine::new(tools, config, ledger));
+
+    // Clean up after a crash before taking any call.
+    let left = engine.reconcile().await;
+    if !left.is_empty() {
+        tracing::error!(
+            ?left,
+            "leftovers could not be torn down; their slots may fail"
+        );
+    }
+
+    // Handle signals from here on, so a SIGTERM never skips the teardown.
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+
+    let builder = match &bus {
+        Some(address) => zbus::connection::Builder::address(address.as_str()),
+        None => zbus::connection::Builder::system(),
+    }
+    .map_err(|e| format!("bad bus address: {e}"))?;
+    let conn = builder
+        .serve_at(
+            OBJECT_PATH,
+            service::Xen1 {
+                engine: engine.clone(),
+            },
+        )
+        .map_err(|e| e.to_string())?
+        .name(BUS_NAME)
+        .map_err(|e| e.to_string())?
+        .build()
+        .await
+        .map_err(|e| format!("cannot serve {BUS_NAME}: {e}"))?;
+    tracing::info!(
+        bus = bus.as_deref().unwrap_or("system"),
+        "serving {BUS_NAME}"
+    );
+
+    let watcher = tokio::spawn(service::watch_disconnections(conn.clone(), engine.clone()));
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: tearing everything down"),
+        _ = int.recv() => tracing::info!("SIGINT: tearing everything down"),
+        r = watcher => tracing::error!(result = ?r, "lost the bus"),
+    }
+    // Stop taking calls first, then tear down what exists.
+    let _ = conn.release_name(BUS_NAME).await;
+    engine.teardown_all().await;
+    tracing::info!("all testbeds torn down; exiting");
+    Ok(())
+}

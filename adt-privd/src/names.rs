@@ -59,7 +59,14 @@ mod tests {
 
     #[test]
     fn valid_names_are_accepted() {
-        for n in ["a", "bookworm", "debian-12", "sid+1.0", "0abc", &"a".repeat(63)] {
+        for n in [
+            "a",
+            "bookworm",
+            "debian-12",
+            "sid+1.0",
+            "0abc",
+            &"a".repeat(63),
+        ] {
             assert!(is_valid_name(n), "{n:?} should be valid");
         }
     }
@@ -67,8 +74,20 @@ mod tests {
     #[test]
     fn malformed_names_are_rejected() {
         for n in [
-            "", "-a", ".a", "+a", "A", "a/b", "..", "../etc", "a b", "a\0b", "a_b", "ä",
-            &"a".repeat(64), &"a".repeat(4096),
+            "",
+            "-a",
+            ".a",
+            "+a",
+            "A",
+            "a/b",
+            "..",
+            "../etc",
+            "a b",
+            "a\0b",
+            "a_b",
+            "ä",
+            &"a".repeat(64),
+            &"a".repeat(4096),
         ] {
             assert!(!is_valid_name(n), "{n:?} should be invalid");
         }

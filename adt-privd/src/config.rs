@@ -1,0 +1,294 @@
+//! The daemon's configuration: which images exist, where their volumes,
+//! checkpoints and domain configs are, which tools to run and the limits.
+//!
+//! Every path adt-privd ever hands to a tool comes from here, never from a
+//! caller. Not for: runtime state (see `engine`) or the ledger.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::names::is_valid_name;
+
+/// Where the configuration lives when `--config` is not given.
+pub const DEFAULT_CONFIG: &str = "/etc/autopkgtest-xen/privd.toml";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Directory of the resource ledger (one file per testbed).
+    #[serde(default = "default_ledger_dir")]
+    pub ledger_dir: PathBuf,
+    #[serde(default)]
+    pub tools: Tools,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub images: BTreeMap<String, Image>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tools {
+    #[serde(default = "default_dmsetup")]
+    pub dmsetup: PathBuf,
+    #[serde(default = "default_xl")]
+    pub xl: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Testbeds (snapshots) one uid may hold at once; root is not limited.
+    #[serde(default = "default_max_per_uid")]
+    pub max_per_uid: usize,
+    /// Seconds any dmsetup or xl call may take before it is killed.
+    #[serde(default = "default_command_timeout")]
+    pub command_timeout: u64,
+    /// Seconds `xl restore` may take before it is killed.
+    #[serde(default = "default_restore_timeout")]
+    pub restore_timeout: u64,
+    /// How often `dmsetup remove` is retried while the device is busy.
+    #[serde(default = "default_remove_retries")]
+    pub remove_retries: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Image {
+    /// The origin logical volume, never written after the checkpoints.
+    pub origin: PathBuf,
+    /// Snapshot chunk size in 512-byte sectors.
+    #[serde(default = "default_chunk")]
+    pub chunk_sectors: u32,
+    pub slots: Vec<Slot>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Slot {
+    /// Copy-on-write volume of this slot's snapshot.
+    pub cow: PathBuf,
+    /// `xl save` checkpoint the slot resumes from.
+    pub checkpoint: PathBuf,
+    /// xl domain config whose name is `adt-<image>-<slot>` and whose disk is
+    /// `/dev/mapper/adt-<image>-<slot>`.
+    pub domain_config: PathBuf,
+    /// Address the runner reaches the resumed domain at.
+    pub address: String,
+}
+
+fn default_ledger_dir() -> PathBuf {
+    PathBuf::from("/run/adt-privd")
+}
+fn default_dmsetup() -> PathBuf {
+    PathBuf::from("/sbin/dmsetup")
+}
+fn default_xl() -> PathBuf {
+    PathBuf::from("/usr/sbin/xl")
+}
+fn default_max_per_uid() -> usize {
+    4
+}
+fn default_command_timeout() -> u64 {
+    120
+}
+fn default_restore_timeout() -> u64 {
+    300
+}
+fn default_remove_retries() -> u32 {
+    10
+}
+fn default_chunk() -> u32 {
+    8
+}
+
+impl Default for Tools {
+    fn default() -> Self {
+        Tools {
+            dmsetup: default_dmsetup(),
+            xl: default_xl(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_per_uid: default_max_per_uid(),
+            command_timeout: default_command_timeout(),
+            restore_timeout: default_restore_timeout(),
+            remove_retries: default_remove_retries(),
+        }
+    }
+}
+
+impl Limits {
+    pub fn command_timeout(&self) -> Duration {
+        Duration::from_secs(self.command_timeout)
+    }
+    pub fn restore_timeout(&self) -> Duration {
+        Duration::from_secs(self.restore_timeout)
+    }
+}
+
+/// A configuration that could not be used, with the file and what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parse and validate; `path` is only used to name the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        config.validate().map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        for tool in [&self.tools.dmsetup, &self.tools.xl] {
+            if !tool.is_absolute() {
+                return Err(format!(
+                    "[tools]: {} must be an absolute path",
+                    tool.display()
+                ));
+            }
+        }
+        if !self.ledger_dir.is_absolute() {
+            return Err(format!(
+                "ledger_dir {} must be an absolute path",
+                self.ledger_dir.display()
+            ));
+        }
+        if self.limits.command_timeout == 0 || self.limits.restore_timeout == 0 {
+            return Err("[limits]: timeouts must be at least 1 second".into());
+        }
+        for (name, image) in &self.images {
+            // The slot number is appended to the image name; keep the
+            // resource name within the 63 characters callers may send back.
+            let longest = crate::names::resource_name(name, image.slots.len().saturating_sub(1));
+            if !is_valid_name(name) || !is_valid_name(&longest) {
+                return Err(format!(
+                    "[images.{name}]: image names must match ^[a-z0-9][a-z0-9.+-]{{0,62}}$ \
+                     and leave room for the \"adt-\" prefix and slot number"
+                ));
+            }
+            if image.slots.is_empty() {
+                return Err(format!(
+                    "[images.{name}]: no slots: add [[images.{name}.slots]]"
+                ));
+            }
+            if image.chunk_sectors == 0 || !image.chunk_sectors.is_power_of_two() {
+                return Err(format!(
+                    "[images.{name}]: chunk_sectors must be a power of two"
+                ));
+            }
+            check_absolute(&image.origin, &format!("[images.{name}] origin"))?;
+            for (i, slot) in image.slots.iter().enumerate() {
+                let at = format!("[[images.{name}.slots]] #{i}");
+                check_absolute(&slot.cow, &format!("{at} cow"))?;
+                check_absolute(&slot.checkpoint, &format!("{at} checkpoint"))?;
+                check_absolute(&slot.domain_config, &format!("{at} domain_config"))?;
+                if slot.cow == image.origin {
+                    return Err(format!("{at}: cow is the origin volume"));
+                }
+                if slot.address.is_empty() {
+                    return Err(format!("{at}: address is empty"));
+                }
+            }
+            let mut cows: Vec<_> = image.slots.iter().map(|s| &s.cow).collect();
+            cows.sort();
+            if cows.windows(2).any(|w| w[0] == w[1]) {
+                return Err(format!("[images.{name}]: two slots share a cow volume"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_absolute(path: &Path, what: &str) -> Result<(), String> {
+    if path.is_absolute() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what}: {} must be an absolute path",
+            path.display()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../docs/privd.toml.example");
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn the_shipped_example_parses() {
+        let c = parse(EXAMPLE).expect("docs/privd.toml.example must be valid");
+        let image = &c.images["bookworm"];
+        assert_eq!(image.slots.len(), 2);
+        assert_eq!(image.chunk_sectors, 8);
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let c = parse("").unwrap();
+        assert_eq!(c.ledger_dir, Path::new("/run/adt-privd"));
+        assert_eq!(c.tools.xl, Path::new("/usr/sbin/xl"));
+        assert_eq!(c.limits.max_per_uid, 4);
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_place() {
+        let e = parse("[images.BAD]\norigin = \"/dev/x\"\n[[images.BAD.slots]]\ncow=\"/dev/c\"\ncheckpoint=\"/c\"\ndomain_config=\"/d\"\naddress=\"a\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("test.toml: [images.BAD]"), "{e}");
+        let e = parse("[images.a]\norigin = \"/dev/x\"\nslots = []\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no slots"), "{e}");
+        let e = parse("[tools]\nxl = \"xl\"\n").unwrap_err().to_string();
+        assert!(e.contains("absolute"), "{e}");
+        let e = parse("bogus = 1\n").unwrap_err().to_string();
+        assert!(e.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn a_slot_on_the_origin_is_refused() {
+        let e = parse("[images.a]\norigin = \"/dev/x\"\n[[images.a.slots]]\ncow=\"/dev/x\"\ncheckpoint=\"/c\"\ndomain_config=\"/d\"\naddress=\"a\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cow is the origin"), "{e}");
+    }
+}

@@ -1,0 +1,321 @@
+//! Engine rules against an in-memory host: ownership, limits, rollback,
+//! idempotent teardown, reconciliation.
+
+use super::*;
+use crate::config::Config;
+use crate::host::HostResult;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// An in-memory host: what exists, what was called, what should fail.
+#[derive(Default)]
+struct Sim {
+    dm: Mutex<BTreeSet<String>>,
+    xl: Mutex<BTreeSet<String>>,
+    calls: Mutex<Vec<String>>,
+    fail_restore: Mutex<bool>,
+}
+
+impl Sim {
+    fn log(&self, call: String) {
+        self.calls.lock().unwrap().push(call);
+    }
+    fn fail(command: &str) -> HostError {
+        HostError {
+            command: command.into(),
+            reason: "injected failure".into(),
+        }
+    }
+}
+
+impl Host for Arc<Sim> {
+    async fn sectors(&self, _device: &Path) -> HostResult<u64> {
+        Ok(2048)
+    }
+    async fn dm_create(&self, name: &str, table: &str) -> HostResult<()> {
+        self.log(format!("dm create {name} {table}"));
+        if !self.dm.lock().unwrap().insert(name.into()) {
+            return Err(Sim::fail("dmsetup create (exists)"));
+        }
+        Ok(())
+    }
+    async fn dm_remove(&self, name: &str) -> HostResult<()> {
+        self.log(format!("dm remove {name}"));
+        self.dm.lock().unwrap().remove(name);
+        Ok(())
+    }
+    async fn dm_list(&self) -> HostResult<Vec<String>> {
+        Ok(self.dm.lock().unwrap().iter().cloned().collect())
+    }
+    async fn xl_restore(&self, config: &Path, _checkpoint: &Path) -> HostResult<()> {
+        self.log(format!("xl restore {}", config.display()));
+        if *self.fail_restore.lock().unwrap() {
+            return Err(Sim::fail("xl restore"));
+        }
+        // The configs in these tests are named after the domain.
+        let name = config.file_stem().unwrap().to_string_lossy().into_owned();
+        self.xl.lock().unwrap().insert(name);
+        Ok(())
+    }
+    async fn xl_destroy(&self, name: &str) -> HostResult<()> {
+        self.log(format!("xl destroy {name}"));
+        self.xl.lock().unwrap().remove(name);
+        Ok(())
+    }
+    async fn xl_list(&self) -> HostResult<Vec<String>> {
+        Ok(self.xl.lock().unwrap().iter().cloned().collect())
+    }
+}
+
+fn config(ledger: &Path, slots: usize, max_per_uid: usize) -> Config {
+    let mut text = format!(
+        "ledger_dir = \"{}\"\n[limits]\nmax_per_uid = {max_per_uid}\n[images.img]\norigin = \"/dev/vg/origin\"\n",
+        ledger.display()
+    );
+    for s in 0..slots {
+        text += &format!(
+            "[[images.img.slots]]\ncow = \"/dev/vg/cow{s}\"\ncheckpoint = \"/ck/{s}\"\n\
+             domain_config = \"/cfg/adt-img-{s}.cfg\"\naddress = \"10.0.0.{s}\"\n"
+        );
+    }
+    Config::parse(&text, Path::new("test.toml")).unwrap()
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    sim: Arc<Sim>,
+    engine: Engine<Arc<Sim>>,
+}
+
+fn fixture(slots: usize, max_per_uid: usize) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&dir.path().join("ledger"), slots, max_per_uid);
+    let ledger = Ledger::open(&config.ledger_dir).unwrap();
+    let sim = Arc::new(Sim::default());
+    let engine = Engine::new(sim.clone(), config, ledger);
+    Fixture {
+        _dir: dir,
+        sim,
+        engine,
+    }
+}
+
+fn alice() -> Caller {
+    Caller {
+        uid: 1001,
+        bus_name: ":1.10".into(),
+    }
+}
+fn bob() -> Caller {
+    Caller {
+        uid: 1002,
+        bus_name: ":1.11".into(),
+    }
+}
+
+#[tokio::test]
+async fn full_cycle_creates_and_removes_everything() {
+    let f = fixture(2, 4);
+    let snap = f.engine.create_snapshot(&alice(), "img").await.unwrap();
+    assert_eq!(snap, "adt-img-0");
+    assert_eq!(
+        f.sim.calls.lock().unwrap()[0],
+        "dm create adt-img-0 0 2048 snapshot /dev/vg/origin /dev/vg/cow0 n 8"
+    );
+    let (domain, address) = f.engine.resume_domain(&alice(), &snap).await.unwrap();
+    assert_eq!(
+        (domain.as_str(), address.as_str()),
+        ("adt-img-0", "10.0.0.0")
+    );
+    assert_eq!(f.engine.list()[0].2, "running");
+    f.engine.destroy_domain(&alice(), &domain).await.unwrap();
+    f.engine.remove_snapshot(&alice(), &snap).await.unwrap();
+    assert!(f.sim.dm.lock().unwrap().is_empty());
+    assert!(f.sim.xl.lock().unwrap().is_empty());
+    assert!(f.engine.list().is_empty());
+    assert!(f.engine.ledger.names().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_ledger_holds_a_snapshot_while_it_exists() {
+    let f = fixture(1, 4);
+    let snap = f.engine.create_snapshot(&alice(), "img").await.unwrap();
+    let record = f.engine.ledger.read(&snap).unwrap();
+    assert_eq!(
+        (record.uid, record.owner.as_str(), record.domain),
+        (1001, ":1.10", false)
+    );
+    f.engine.resume_domain(&alice(), &snap).await.unwrap();
+    assert!(f.engine.ledger.read(&snap).unwrap().domain);
+}
+
+#[tokio::test]
+async fn another_uid_cannot_touch_a_testbed() {
+    let f = fixture(2, 4);
+    let snap = f.engine.create_snapshot(&alice(), "img").await.unwrap();
+    let calls = f.sim.calls.lock().unwrap().len();
+    for result in [
+        f.engine.resume_domain(&bob(), &snap).await.map(drop),
+        f.engine.destroy_domain(&bob(), &snap).await,
+        f.engine.remove_snapshot(&bob(), &snap).await,
+    ] {
+        assert!(matches!(
+            result,
+            Err(EngineError::NotOwner {
+                owner: 1001,
+                caller: 1002,
+                ..
+            })
+        ));
+    }
+    assert_eq!(
+        f.sim.calls.lock().unwrap().len(),
+        calls,
+        "no tool may run for bob"
+    );
+    // Root may clean up anybody's testbed.
+    let root = Caller {
+        uid: 0,
+        bus_name: ":1.1".into(),
+    };
+    f.engine.remove_snapshot(&root, &snap).await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_names_run_no_tool() {
+    let f = fixture(1, 4);
+    let long = "a".repeat(4096);
+    for name in ["../etc", "a/b", "a b", "..", "", long.as_str(), "UPPER"] {
+        let e = f.engine.create_snapshot(&alice(), name).await.unwrap_err();
+        assert!(matches!(e, EngineError::Malformed { .. }), "{name:?}: {e}");
+        let e = f.engine.remove_snapshot(&alice(), name).await.unwrap_err();
+        assert!(matches!(e, EngineError::Malformed { .. }), "{name:?}: {e}");
+    }
+    let e = f
+        .engine
+        .create_snapshot(&alice(), "nosuchimage")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, EngineError::UnknownImage(_)), "{e}");
+    let e = f
+        .engine
+        .resume_domain(&alice(), "adt-img-0")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, EngineError::UnknownTestbed(_)), "{e}");
+    assert!(f.sim.calls.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn all_slots_busy_is_no_free_slot() {
+    let f = fixture(2, 4);
+    f.engine.create_snapshot(&alice(), "img").await.unwrap();
+    f.engine.create_snapshot(&bob(), "img").await.unwrap();
+    let e = f.engine.create_snapshot(&alice(), "img").await.unwrap_err();
+    assert!(matches!(e, EngineError::NoFreeSlot { slots: 2, .. }), "{e}");
+}
+
+#[tokio::test]
+async fn the_per_uid_limit_holds_and_root_is_exempt() {
+    let f = fixture(3, 1);
+    f.engine.create_snapshot(&alice(), "img").await.unwrap();
+    let e = f.engine.create_snapshot(&alice(), "img").await.unwrap_err();
+    assert!(
+        matches!(e, EngineError::LimitExceeded { uid: 1001, held: 1 }),
+        "{e}"
+    );
+    let root = Caller {
+        uid: 0,
+        bus_name: ":1.1".into(),
+    };
+    f.engine.create_snapshot(&root, "img").await.unwrap();
+    f.engine.create_snapshot(&root, "img").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_restore_leaves_nothing_behind() {
+    let f = fixture(1, 4);
+    let snap = f.engine.create_snapshot(&alice(), "img").await.unwrap();
+    *f.sim.fail_restore.lock().unwrap() = true;
+    let e = f.engine.resume_domain(&alice(), &snap).await.unwrap_err();
+    assert!(e.to_string().contains("rolled back"), "{e}");
+    assert!(f.sim.dm.lock().unwrap().is_empty());
+    assert!(f.engine.list().is_empty());
+    assert!(f.engine.ledger.names().unwrap().is_empty());
+    // The slot is free again.
+    *f.sim.fail_restore.lock().unwrap() = false;
+    assert_eq!(
+        f.engine.create_snapshot(&alice(), "img").await.unwrap(),
+        "adt-img-0"
+    );
+}
+
+#[tokio::test]
+async fn a_second_resume_is_refused() {
+    let f = fixture(1, 4);
+    let snap = f.engine.create_snapshot(&alice(), "img").await.unwrap();
+    f.engine.resume_domain(&alice(), &snap).await.unwrap();
+    let e = f.engine.resume_domain(&alice(), &snap).await.unwrap_err();
+    assert!(matches!(e, EngineError::BadState { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn teardown_is_idempotent() {
+    let f = fixture(1, 4);
+    let snap = f.engine.create_snapshot(&alice(), "img").await.unwrap();
+    f.engine.resume_domain(&alice(), &snap).await.unwrap();
+    f.engine.destroy_domain(&alice(), &snap).await.unwrap();
+    f.engine.destroy_domain(&alice(), &snap).await.unwrap();
+    // Removing the snapshot with a domain on it destroys the domain first.
+    f.engine.resume_domain(&alice(), &snap).await.unwrap();
+    f.engine.remove_snapshot(&alice(), &snap).await.unwrap();
+    assert!(f.sim.xl.lock().unwrap().is_empty());
+    let e = f.engine.remove_snapshot(&alice(), &snap).await.unwrap_err();
+    assert!(matches!(e, EngineError::UnknownTestbed(_)));
+}
+
+#[tokio::test]
+async fn a_disconnected_owner_loses_only_its_own_testbeds() {
+    let f = fixture(3, 4);
+    let a = f.engine.create_snapshot(&alice(), "img").await.unwrap();
+    f.engine.resume_domain(&alice(), &a).await.unwrap();
+    let b = f.engine.create_snapshot(&bob(), "img").await.unwrap();
+    f.engine.teardown_owner(":1.10").await;
+    let left: Vec<_> = f.engine.list().into_iter().map(|t| t.0).collect();
+    assert_eq!(left, vec![b.clone()]);
+    assert_eq!(
+        f.sim.dm.lock().unwrap().iter().cloned().collect::<Vec<_>>(),
+        vec![b]
+    );
+    assert!(f.sim.xl.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn reconcile_tears_down_leftovers_from_tools_and_ledger() {
+    let f = fixture(2, 4);
+    f.sim
+        .dm
+        .lock()
+        .unwrap()
+        .extend(["adt-img-0".to_string(), "other-dev".to_string()]);
+    f.sim.xl.lock().unwrap().insert("adt-img-0".into());
+    f.engine
+        .ledger
+        .write(&Record {
+            name: "adt-gone-1".into(),
+            image: "gone".into(),
+            slot: 1,
+            uid: 5,
+            owner: ":1.5".into(),
+            created: 0,
+            domain: false,
+        })
+        .unwrap();
+    assert!(f.engine.reconcile().await.is_empty());
+    assert_eq!(
+        f.sim.dm.lock().unwrap().iter().cloned().collect::<Vec<_>>(),
+        vec!["other-dev"]
+    );
+    assert!(f.sim.xl.lock().unwrap().is_empty());
+    assert!(f.engine.ledger.names().unwrap().is_empty());
+}
