@@ -1,0 +1,273 @@
+//! The output directory and what the user sees: `log` (everything shown on
+//! the terminal), `summary` (one line per test in autopkgtest's format),
+//! the per-test stdout/stderr files, `testinfo.json`, `exitcode`,
+//! `duration`; and the terminal itself, written live.
+//!
+//! Not for: deciding verdicts (`verdict`) or what goes into the files.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+const PROG: &str = "adt-runner";
+
+/// An output directory (given, or temporary and removed at the end).
+pub struct Output {
+    pub dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    log: File,
+    summary: File,
+}
+
+fn clock() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let day = secs % 86_400;
+    format!("{:02}:{:02}:{:02}", day / 3600, day % 3600 / 60, day % 60)
+}
+
+impl Output {
+    /// Opens `dir` (created; must be empty), or a temporary directory.
+    pub fn create(dir: Option<&Path>) -> Result<Output, String> {
+        let (dir, temp) = match dir {
+            Some(d) => {
+                fs::create_dir_all(d)
+                    .map_err(|e| format!("cannot create --output-dir {}: {e}", d.display()))?;
+                let mut entries = fs::read_dir(d)
+                    .map_err(|e| format!("cannot read --output-dir {}: {e}", d.display()))?;
+                if entries.next().is_some() {
+                    return Err(format!("--output-dir \"{}\" is not empty", d.display()));
+                }
+                (d.to_path_buf(), None)
+            }
+            None => {
+                let t = tempfile::Builder::new()
+                    .prefix("adt-runner.output.")
+                    .tempdir()
+                    .map_err(|e| format!("cannot create a temporary output directory: {e}"))?;
+                (t.path().to_path_buf(), Some(t))
+            }
+        };
+        let open = |name: &str| {
+            File::create(dir.join(name))
+                .map_err(|e| format!("cannot create {}: {e}", dir.join(name).display()))
+        };
+        let log = open("log")?;
+        let summary = open("summary")?;
+        Ok(Output {
+            dir,
+            _temp: temp,
+            log,
+            summary,
+        })
+    }
+
+    /// Path of `name` in the output directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn to_stderr(&self, line: &str) {
+        let _ = io::stderr().write_all(line.as_bytes());
+        let _ = (&self.log).write_all(line.as_bytes());
+    }
+
+    /// An informational line (`adt-runner [HH:MM:SS]: msg`).
+    pub fn info(&self, msg: &str) {
+        self.to_stderr(&format!("{PROG} [{}]: {msg}\n", clock()));
+    }
+
+    /// A warning line.
+    pub fn warning(&self, msg: &str) {
+        self.to_stderr(&format!("{PROG}: WARNING: {msg}\n"));
+    }
+
+    /// An error line.
+    pub fn error(&self, msg: &str) {
+        self.to_stderr(&format!("{PROG} [{}]: ERROR: {msg}\n", clock()));
+    }
+
+    /// A line for stdout, the log and the summary.
+    pub fn preport(&self, line: &str) {
+        let line = format!("{line}\n");
+        let _ = io::stdout().write_all(line.as_bytes());
+        let _ = io::stdout().flush();
+        let _ = (&self.log).write_all(line.as_bytes());
+        let _ = (&self.summary).write_all(line.as_bytes());
+    }
+
+    /// Raw bytes for the log only.
+    pub fn log_bytes(&self, bytes: &[u8]) {
+        let _ = (&self.log).write_all(bytes);
+    }
+
+    /// A line for the summary only.
+    pub fn psummary(&self, line: &str) {
+        let _ = writeln!(&self.summary, "{line}");
+    }
+
+    /// A test result, `%-20s %s` as autopkgtest writes it.
+    pub fn report(&self, test: &str, result: &str) {
+        self.preport(&format!("{test:<20} {result}"));
+    }
+
+    /// Replays the summary on stderr (autopkgtest's closing block).
+    pub fn show_summary(&self) {
+        self.info("@@@@@@@@@@@@@@@@@@@@ summary");
+        if let Ok(text) = fs::read(self.path("summary")) {
+            let _ = io::stderr().write_all(&text);
+            let _ = (&self.log).write_all(&text);
+        }
+    }
+
+    /// A writer that shows a test's stdout (or stderr) live and logs it,
+    /// keeping a copy in `file`.
+    pub fn stream(&self, to_stderr: bool, file: Option<File>) -> Stream<'_> {
+        Stream {
+            to_stderr,
+            log: &self.log,
+            file,
+            written: 0,
+            first_line: Vec::new(),
+        }
+    }
+
+    /// A writer to the terminal's stdout and the log (for the output of
+    /// install and build steps).
+    pub fn stream_plain(&self) -> Stream<'_> {
+        self.stream(false, None)
+    }
+
+    /// Writes a small file into the output directory.
+    pub fn write(&self, name: &str, content: &str) {
+        if let Err(e) = fs::write(self.path(name), content) {
+            self.warning(&format!("cannot write {}: {e}", self.path(name).display()));
+        }
+    }
+
+    /// Writes testinfo.json.
+    pub fn testinfo(&self, info: &TestInfo) {
+        match serde_json::to_string_pretty(info) {
+            Ok(s) => self.write("testinfo.json", &s),
+            Err(e) => self.warning(&format!("cannot encode testinfo.json: {e}")),
+        }
+    }
+}
+
+/// testinfo.json, the fields autopkgtest writes.
+#[derive(Debug, Serialize, Default)]
+pub struct TestInfo {
+    pub virt_server: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_version: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub custom_environment: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nproc: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_flags: Option<String>,
+}
+
+/// A live test stream: terminal, log, and the test's own file.
+pub struct Stream<'a> {
+    to_stderr: bool,
+    log: &'a File,
+    file: Option<File>,
+    /// Bytes seen.
+    pub written: u64,
+    first_line: Vec<u8>,
+}
+
+impl Stream<'_> {
+    /// The first line written, with trailing blanks removed, as
+    /// autopkgtest quotes it in `FAIL stderr: ...`.
+    pub fn first_line(&self) -> String {
+        let s = String::from_utf8_lossy(&self.first_line);
+        s.trim_end_matches(['\n', ' ', '\t', '\r']).to_string()
+    }
+}
+
+impl Write for Stream<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.to_stderr {
+            io::stderr().write_all(buf)?;
+        } else {
+            io::stdout().write_all(buf)?;
+        }
+        self.log.write_all(buf)?;
+        if let Some(f) = &mut self.file {
+            f.write_all(buf)?;
+        }
+        if !self.first_line.ends_with(b"\n") {
+            let end = buf
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(buf.len(), |i| i + 1);
+            self.first_line.extend_from_slice(&buf[..end]);
+        }
+        self.written += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.to_stderr {
+            io::stderr().flush()
+        } else {
+            io::stdout().flush()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_non_empty_output_dir_is_refused_like_autopkgtest() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("x"), "").unwrap();
+        let e = Output::create(Some(d.path())).err().unwrap();
+        assert_eq!(
+            e,
+            format!("--output-dir \"{}\" is not empty", d.path().display())
+        );
+    }
+
+    #[test]
+    fn reports_use_autopkgtest_column_format() {
+        let d = tempfile::tempdir().unwrap();
+        let o = Output::create(Some(&d.path().join("out"))).unwrap();
+        o.report("smoke", "PASS");
+        o.report(
+            "a-very-long-test-name-indeed",
+            "FAIL non-zero exit status 1",
+        );
+        let s = fs::read_to_string(o.path("summary")).unwrap();
+        assert_eq!(
+            s,
+            "smoke                PASS\na-very-long-test-name-indeed FAIL non-zero exit status 1\n"
+        );
+        assert!(fs::read_to_string(o.path("log"))
+            .unwrap()
+            .contains("smoke                PASS\n"));
+    }
+
+    #[test]
+    fn streams_keep_the_first_line_and_size() {
+        let d = tempfile::tempdir().unwrap();
+        let o = Output::create(Some(d.path())).unwrap();
+        let f = File::create(d.path().join("t-stderr")).unwrap();
+        let mut s = o.stream(true, Some(f));
+        s.write_all(b"first part").unwrap();
+        s.write_all(b" continued \t\nsecond\n").unwrap();
+        assert_eq!(s.first_line(), "first part continued");
+        assert_eq!(s.written, 30);
+        assert_eq!(fs::read(d.path().join("t-stderr")).unwrap().len(), 30);
+    }
+}

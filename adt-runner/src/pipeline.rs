@@ -1,0 +1,427 @@
+//! One package through the testbed, in autopkgtest's order: open, unpack,
+//! parse, build if needed, then per test reset, install, run; errors turned
+//! into the summary lines and exit codes autopkgtest gives them.
+//!
+//! Not for: any single step (see `source`, `apt`, `run`, `dep8`).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::apt;
+use crate::binaries::Binaries;
+use crate::deb822::Stanza;
+use crate::dep8::{self, InvalidControl, Parsed, SourceControl, Test};
+use crate::error::RunError;
+use crate::output::{Output, TestInfo};
+use crate::run::{self, Tree};
+use crate::session::{Session, Timeouts};
+use crate::source::{self, Source, Unpacked};
+use crate::ssh::quote;
+use crate::testbed::Testbed;
+use crate::verdict::{ExitStatus, Verdict, ERROR};
+
+/// Everything `adt-runner run` was asked.
+pub struct Request {
+    pub source: Source,
+    pub output_dir: Option<PathBuf>,
+    pub env: Vec<String>,
+    pub only_tests: Vec<String>,
+    pub skip_tests: Vec<String>,
+    pub timeouts: Timeouts,
+    pub built_binaries: bool,
+    pub build_parallel: Option<String>,
+    pub command_line: String,
+}
+
+/// Opens the testbed (a closure, so that its failure is reported like any
+/// other testbed failure).
+pub type Opener<'a> = Box<dyn FnOnce() -> Result<Box<dyn Testbed>, RunError> + 'a>;
+
+struct Run<'a> {
+    req: &'a Request,
+    out: &'a Output,
+    status: ExitStatus,
+    blamed: Vec<String>,
+    work: tempfile::TempDir,
+    binaries: Binaries,
+}
+
+/// Runs the request; returns the exit code.
+pub fn run(req: &Request, open: Opener) -> i32 {
+    let started = Instant::now();
+    let out = match Output::create(req.output_dir.as_deref()) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("adt-runner: ERROR: {e}");
+            return ERROR;
+        }
+    };
+    out.info(&format!("starting date and time: {}", now_string()));
+    out.info(&format!("version {}", env!("CARGO_PKG_VERSION")));
+    out.info(&format!(
+        "host {}; command line: {}",
+        hostname(),
+        req.command_line
+    ));
+    let mut session = None;
+    let code = match start(req, &out, open, &mut session) {
+        Ok(code) => code,
+        Err((e, blamed)) => report_error(&out, &e, &blamed),
+    };
+    if let Some(sess) = &session {
+        out.testinfo(&testinfo(sess, req));
+    }
+    if let Some(mut sess) = session {
+        if let Err(e) = sess.stop() {
+            out.error(&format!("error cleaning up: {e}"));
+        }
+    }
+    out.write("exitcode", &format!("{code}\n"));
+    out.write("duration", &format!("{}\n", started.elapsed().as_secs()));
+    code
+}
+
+fn start(
+    req: &Request,
+    out: &Output,
+    open: Opener,
+    session: &mut Option<Session>,
+) -> Result<i32, (RunError, Vec<String>)> {
+    let tb = open().map_err(|e| (e, Vec::new()))?;
+    let sess = Session::open(tb, out, req.timeouts).map_err(|e| (e, Vec::new()))?;
+    let sess = session.insert(sess);
+    let work = tempfile::Builder::new()
+        .prefix("adt-runner.work.")
+        .tempdir()
+        .map_err(|e| {
+            (
+                RunError::Error(format!("cannot create a work directory: {e}")),
+                Vec::new(),
+            )
+        })?;
+    let binaries = Binaries::new(work.path().join("binaries"));
+    let mut r = Run {
+        req,
+        out,
+        status: ExitStatus::default(),
+        blamed: Vec::new(),
+        work,
+        binaries,
+    };
+    match r.process(sess) {
+        Ok(()) => Ok(r.status.code),
+        Err(e) => Err((e, r.blamed)),
+    }
+}
+
+fn report_error(out: &Output, e: &RunError, blamed: &[String]) -> i32 {
+    match e {
+        RunError::BadPkg(m) => {
+            out.preport(&format!("blame: {}", blamed.join(" ")));
+            out.preport(&format!("badpkg: {m}"));
+            out.error(&format!("erroneous package: {m}"));
+            out.psummary(&format!("erroneous package: {m}"));
+        }
+        RunError::Testbed(m) => {
+            out.error(&format!("testbed failure: {m}"));
+            out.psummary(&format!("testbed failure: {m}"));
+        }
+        RunError::Error(m) => {
+            out.psummary(m);
+            out.error(m);
+        }
+    }
+    e.exit_code()
+}
+
+impl Run<'_> {
+    fn process(&mut self, sess: &mut Session) -> Result<(), RunError> {
+        let src = &self.req.source;
+        self.out.info(&format!(
+            "@@@@@@@@@@@@@@@@@@@@ {} {}",
+            src.kind(),
+            src.arg()
+        ));
+        self.blamed.push(src.arg());
+        sess.reset(&[], self.out)?;
+        let unpacked = source::unpack(sess, self.out, src)?;
+        self.out.info(&format!(
+            "testing package {} version {}",
+            unpacked.name, unpacked.version
+        ));
+        self.out.write(
+            "testpkg-version",
+            &format!("{} {}\n", unpacked.name, unpacked.version),
+        );
+        let built_binaries = self.req.built_binaries && !matches!(src, Source::Apt(_));
+        let build_needed = built_binaries || self.build_needed_for_tests(sess, &unpacked)?;
+        if build_needed {
+            sess.needs_reset();
+            let stanza = self.build_stanza(sess, &unpacked)?;
+            source::build(sess, self.out, &unpacked, stanza.as_ref())?;
+        }
+        let host_tree = self.work.path().join("tests-tree");
+        sess.copy_up(&unpacked.dir, &host_tree, true)?;
+        if build_needed && built_binaries {
+            std::fs::create_dir_all(&self.binaries.dir)
+                .map_err(|e| RunError::Error(e.to_string()))?;
+            self.binaries.registered = source::collect_debs(sess, &unpacked, &self.binaries.dir)?;
+        }
+        let parsed = self.parse(&host_tree, sess, &self.req.only_tests)?;
+        if !parsed.skipped.is_empty() {
+            self.status.record_parse_skips();
+        }
+        let tests = self.select(parsed.tests, src);
+        let tree = Tree {
+            host: host_tree,
+            tb: unpacked.dir.clone(),
+        };
+        self.run_tests(sess, &tests, &tree)?;
+        self.out.show_summary();
+        Ok(())
+    }
+
+    fn build_needed_for_tests(
+        &mut self,
+        sess: &Session,
+        unpacked: &Unpacked,
+    ) -> Result<bool, RunError> {
+        let pkg = self.work.path().join("pkg");
+        sess.copy_up(
+            &format!("{}/debian", unpacked.dir),
+            &pkg.join("debian"),
+            true,
+        )?;
+        let parsed = self.parse(&pkg, sess, &[])?;
+        let _ = std::fs::remove_dir_all(&pkg);
+        let needed = parsed.tests.iter().any(|t| t.has("build-needed"));
+        self.out.info(if needed {
+            "build needed for tests"
+        } else {
+            "build not needed"
+        });
+        Ok(needed)
+    }
+
+    /// The source stanza whose Build-Depends the build installs.
+    fn build_stanza(
+        &self,
+        sess: &Session,
+        unpacked: &Unpacked,
+    ) -> Result<Option<Stanza>, RunError> {
+        let text = match &self.req.source {
+            Source::Dsc(dsc) => source::strip_pgp(
+                &std::fs::read_to_string(dsc)
+                    .map_err(|e| RunError::BadPkg(format!("cannot read {}: {e}", dsc.display())))?,
+            ),
+            _ => sess.check(&format!("cat {}/debian/control", quote(&unpacked.dir)))?,
+        };
+        let stanzas = crate::deb822::parse("debian/control", &text)
+            .map_err(|e| RunError::BadPkg(e.to_string()))?;
+        Ok(stanzas.into_iter().next())
+    }
+
+    /// Parses the tests of the tree at `root`, reporting parse-time skips.
+    fn parse(&self, root: &Path, sess: &Session, only: &[String]) -> Result<Parsed, RunError> {
+        let read = |rel: &str| std::fs::read_to_string(root.join(rel));
+        let badpkg = |e: InvalidControl| {
+            self.out.error(&e.detail());
+            RunError::BadPkg(e.to_string())
+        };
+        let control = read("debian/control")
+            .map_err(|e| RunError::BadPkg(format!("cannot read debian/control: {e}")))?;
+        let sc = SourceControl::parse("debian/control", &control).map_err(badpkg)?;
+        let Ok(text) = read("debian/tests/control") else {
+            return Ok(Parsed::default());
+        };
+        let tb = dep8::Testbed {
+            arch: sess.machine.arch.clone(),
+            caps: sess.caps.clone(),
+        };
+        let parsed = dep8::parse("debian/tests/control", &text, &sc, &tb, only).map_err(badpkg)?;
+        for s in &parsed.skipped {
+            self.out.report(&s.name, &format!("SKIP {}", s.reason));
+        }
+        Ok(parsed)
+    }
+
+    fn select(&self, mut tests: Vec<Test>, src: &Source) -> Vec<Test> {
+        let only = &self.req.only_tests;
+        if !only.is_empty() {
+            tests.retain(|t| only.contains(&t.name));
+            if tests.is_empty() {
+                self.out.error(&format!(
+                    "{} {} has no test matching --test-name {}",
+                    src.kind(),
+                    src.arg(),
+                    only.join(", ")
+                ));
+            }
+        }
+        tests.retain(|t| !self.req.skip_tests.contains(&t.name));
+        tests
+    }
+
+    fn run_tests(
+        &mut self,
+        sess: &mut Session,
+        tests: &[Test],
+        tree: &Tree,
+    ) -> Result<(), RunError> {
+        if tests.is_empty() {
+            if self.status.code == 0 {
+                self.out.report("*", "SKIP no tests in this package");
+            }
+            self.status.code = crate::verdict::NO_TESTS;
+            return Ok(());
+        }
+        for t in tests {
+            self.out
+                .info(&format!("test {}: preparing testbed", t.name));
+            sess.reset(&t.depends, self.out)?;
+            self.binaries.publish(sess, self.out)?;
+            match self.prepare(sess, t)? {
+                Prepared::Ready => {
+                    let opts = run::Options {
+                        env: &self.req.env,
+                        build_parallel: self.req.build_parallel.clone(),
+                    };
+                    let v = run::run_test(sess, self.out, tree, t, &opts)?;
+                    self.status.record(&v);
+                }
+                Prepared::Skipped(v) => self.status.record(&v),
+                Prepared::BadPkg => self.status.record_badpkg(),
+            }
+            if t.has("breaks-testbed") {
+                sess.needs_reset();
+            }
+        }
+        self.status.finish();
+        sess.needs_reset();
+        Ok(())
+    }
+
+    /// Dependencies and run-time restrictions.
+    fn prepare(&mut self, sess: &mut Session, t: &Test) -> Result<Prepared, RunError> {
+        sess.set_deps_installed(&t.depends);
+        if !t.depends.is_empty() {
+            match apt::satisfy(sess, self.out, &t.depends.join(", "), &t.synth_depends) {
+                Ok(()) => {}
+                Err(RunError::BadPkg(_)) if t.has("skip-not-installable") => {
+                    let v = Verdict::Skip("installation fails and skip-not-installable set".into());
+                    self.out.report(&t.name, &v.to_string());
+                    return Ok(Prepared::Skipped(v));
+                }
+                Err(RunError::BadPkg(m)) => {
+                    self.out.report(&t.name, "FAIL badpkg");
+                    self.out
+                        .preport(&format!("blame: {}", self.blamed.join(" ")));
+                    self.out.preport(&format!("badpkg: {m}"));
+                    return Ok(Prepared::BadPkg);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if t.has("needs-sudo") {
+            if let Err(reason) = provide_sudo(sess, self.out)? {
+                let v = Verdict::Skip(reason);
+                self.out.report(&t.name, &v.to_string());
+                return Ok(Prepared::Skipped(v));
+            }
+        }
+        Ok(Prepared::Ready)
+    }
+}
+
+/// Whether a test can run after its preparation.
+enum Prepared {
+    Ready,
+    Skipped(Verdict),
+    /// Its dependencies cannot be installed (reported as `FAIL badpkg`).
+    BadPkg,
+}
+
+/// autopkgtest's `_provide_sudo`: Ok(Err(reason)) when it cannot.
+fn provide_sudo(sess: &mut Session, out: &Output) -> Result<Result<(), String>, RunError> {
+    let root = sess.caps.contains("root-on-testbed");
+    if root && sess.user.is_empty() {
+        return Ok(Err(
+            "Cannot enable needs-sudo restriction: no ordinary user available".into(),
+        ));
+    }
+    let as_user = |c: &str| {
+        if root {
+            format!("su -s /bin/bash {} -c {}", quote(&sess.user), quote(c))
+        } else {
+            format!("bash -c {}", quote(c))
+        }
+    };
+    let (exit, groups, _) = sess.capture(&as_user("id -Gn"), crate::session::Kind::Short)?;
+    let in_group = exit.code == 0
+        && String::from_utf8_lossy(&groups)
+            .split_whitespace()
+            .any(|g| g == "sudo");
+    if in_group
+        && sess
+            .capture(&as_user("sudo -n -v"), crate::session::Kind::Short)?
+            .0
+            .code
+            == 0
+    {
+        return Ok(Ok(()));
+    }
+    if !root {
+        return Ok(Err("Cannot enable needs-sudo restriction: not root".into()));
+    }
+    if !sess.caps.contains("revert-full-system") {
+        return Ok(Err(
+            "Cannot enable needs-sudo restriction: cannot revert".into()
+        ));
+    }
+    sess.needs_reset();
+    out.info(&format!(
+        "Setting up user \"{}\" to sudo without password...",
+        sess.user
+    ));
+    let script = format!(
+        "usermod -a -G sudo {}; install -d /etc/sudoers.d; echo '%sudo ALL=(ALL:ALL) NOPASSWD: ALL' > /etc/sudoers.d/autopkgtest-needs-sudo; chmod 440 /etc/sudoers.d/autopkgtest-needs-sudo",
+        quote(&sess.user)
+    );
+    let (exit, _) = sess.exec_shown(
+        &format!("set -e; {script}"),
+        crate::session::Kind::Short,
+        out,
+    )?;
+    if exit.code != 0 {
+        return Ok(Err(format!(
+            "Failed to enable needs-sudo restriction: exit status {}",
+            exit.code
+        )));
+    }
+    Ok(Ok(()))
+}
+
+fn testinfo(sess: &Session, req: &Request) -> TestInfo {
+    TestInfo {
+        virt_server: sess.describe(),
+        kernel_version: sess.machine.kernel.clone(),
+        custom_environment: req.env.clone(),
+        nproc: sess.machine.nproc.clone(),
+        cpu_model: sess.machine.cpu_model.clone(),
+        cpu_flags: sess.machine.cpu_flags.clone(),
+    }
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn now_string() -> String {
+    std::process::Command::new("date")
+        .arg("+%Y-%m-%d %H:%M:%S%z")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}

@@ -1,0 +1,416 @@
+//! The opened testbed as the DEP-8 engine sees it: scratch directory,
+//! normal user, architecture, root commands with kinds and timeouts,
+//! copies that hand files to the normal user, and the revert bookkeeping
+//! (autopkgtest's `Testbed` class).
+//!
+//! Not for: transport (`ssh`), testbed life cycle (`testbed`, `xen`), or
+//! what the commands are for (`apt`, `source`, `run`).
+
+use std::collections::BTreeSet;
+use std::io::{self, Write};
+use std::path::Path;
+
+use crate::error::RunError;
+use crate::output::Output;
+use crate::ssh::{quote, Exit};
+use crate::testbed::Testbed;
+
+/// Command kinds and their timeouts in seconds (autopkgtest's defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Short,
+    Copy,
+    Install,
+    Test,
+    Build,
+}
+
+/// Timeouts per kind; `--timeout-KIND` overrides.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub short: u64,
+    pub copy: u64,
+    pub install: u64,
+    pub test: u64,
+    pub build: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            short: 100,
+            copy: 300,
+            install: 3000,
+            test: 10000,
+            build: 100000,
+        }
+    }
+}
+
+impl Timeouts {
+    fn of(&self, kind: Kind) -> u64 {
+        match kind {
+            Kind::Short => self.short,
+            Kind::Copy => self.copy,
+            Kind::Install => self.install,
+            Kind::Test => self.test,
+            Kind::Build => self.build,
+        }
+    }
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Short => "short",
+        Kind::Copy => "copy",
+        Kind::Install => "install",
+        Kind::Test => "test",
+        Kind::Build => "build",
+    }
+}
+
+/// Kills whatever a test leaves behind holding its output pipes (so the
+/// ssh channel can close), sparing its own ancestors and sshd.
+const WRAPPER: &str = r#"#!/bin/sh
+out=$(readlink /proc/$$/fd/1); err=$(readlink /proc/$$/fd/2)
+rc=0; "$@" || rc=$?
+keep=" $$ "; p=$$
+while [ "${p:-1}" -gt 1 ]; do p=$(cut -d' ' -f4 "/proc/$p/stat" 2>/dev/null) || break; keep="$keep$p "; done
+esc() { printf '%s' "$1" | sed -e 's/[][*?\\]/\\&/g'; }
+for pid in $(find /proc/[0-9]*/fd -lname "$(esc "$out")" -o -lname "$(esc "$err")" 2>/dev/null | cut -d/ -f3 | sort -u); do
+    case "$keep" in *" $pid "*) continue ;; esac
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = sshd ] && continue
+    kill -9 "$pid" 2>/dev/null || true
+done
+exit $rc
+"#;
+
+/// Creates an ordinary user: `test`, or a random name if taken.
+const CREATE_USER: &str = r#"set -eu
+for i in $(seq 0 20); do
+    if [ "$i" = 0 ]; then user=test; else user=$(basename "$(mktemp -u /tmp/test-XXXXXX)"); fi
+    getent passwd "$user" >/dev/null && continue
+    if command -v adduser >/dev/null; then adduser --disabled-login --gecos 'Temporary autopkgtest user,,,' "$user" >/dev/null
+    else useradd --comment 'Temporary autopkgtest user' --create-home --expiredate '' --user-group "$user"; fi
+    echo "$user" > /run/autopkgtest-normal-user
+    echo "$user"; exit 0
+done
+echo "cannot find a free user name" >&2; exit 1
+"#;
+
+/// What `post_boot_setup` learns about the machine.
+#[derive(Debug, Clone, Default)]
+pub struct Machine {
+    pub arch: String,
+    pub kernel: Option<String>,
+    pub nproc: Option<String>,
+    pub cpu_model: Option<String>,
+    pub cpu_flags: Option<String>,
+}
+
+/// An opened testbed.
+pub struct Session {
+    tb: Box<dyn Testbed>,
+    pub caps: BTreeSet<String>,
+    pub scratch: String,
+    /// The normal user ("" when there is none).
+    pub user: String,
+    created_user: bool,
+    pub machine: Machine,
+    pub eatmydata: String,
+    sudo: bool,
+    modified: bool,
+    deps_installed: Vec<String>,
+    pub timeouts: Timeouts,
+}
+
+impl Session {
+    /// Opens `tb`: scratch directory, normal user, machine facts, and
+    /// `testbed-packages` in the output directory.
+    pub fn open(
+        tb: Box<dyn Testbed>,
+        out: &Output,
+        timeouts: Timeouts,
+    ) -> Result<Session, RunError> {
+        let login = tb.ssh().target().user.clone();
+        let mut caps = tb.caps();
+        let sudo = login != "root";
+        let mut s = Session {
+            tb,
+            caps: BTreeSet::new(),
+            scratch: String::new(),
+            user: String::new(),
+            created_user: false,
+            machine: Machine::default(),
+            eatmydata: String::new(),
+            sudo,
+            modified: false,
+            deps_installed: Vec::new(),
+            timeouts,
+        };
+        if !sudo || s.probe("sudo -n true")? {
+            caps.insert("root-on-testbed".into());
+        } else {
+            s.sudo = false;
+        }
+        caps.insert("has_internet".into());
+        s.caps = caps;
+        if login != "root" && s.caps.contains("root-on-testbed") {
+            s.user = login;
+        }
+        let made = s.capture("d=$(mktemp --directory --tmpdir adt-runner.XXXXXX) && chmod 1777 \"$d\" && echo \"$d\"", Kind::Short)?;
+        s.scratch = String::from_utf8_lossy(&made.1).trim().to_string();
+        s.opened(out)?;
+        Ok(s)
+    }
+
+    fn probe(&self, cmd: &str) -> Result<bool, RunError> {
+        let (exit, _, _) = self.capture(cmd, Kind::Short)?;
+        Ok(exit.code == 0)
+    }
+
+    /// autopkgtest's `_opened`: after open and after every revert.
+    fn opened(&mut self, out: &Output) -> Result<(), RunError> {
+        self.check(&format!(
+            "mkdir -p --mode=1777 {0} && chmod 1777 {0}",
+            quote(&self.scratch)
+        ))?;
+        self.tb
+            .ssh()
+            .write_file(&self.wrapper(), WRAPPER.as_bytes())?;
+        self.check(&format!("chmod 755 {}", quote(&self.wrapper())))?;
+        self.setup_user()?;
+        self.probe_machine(out)?;
+        if self.probe("command -v dpkg-query >/dev/null")? {
+            let (exit, pkgs, _) = self.capture(
+                "dpkg-query --show -f '${Package}\\t${Version}\\n'",
+                Kind::Short,
+            )?;
+            if exit.code == 0 {
+                out.write("testbed-packages", &String::from_utf8_lossy(&pkgs));
+            }
+        }
+        Ok(())
+    }
+
+    fn setup_user(&mut self) -> Result<(), RunError> {
+        let root = self.caps.contains("root-on-testbed");
+        if self.created_user {
+            let script = format!("useradd --create-home --user-group {0} 2>/dev/null || true; echo {0} > /run/autopkgtest-normal-user", quote(&self.user));
+            self.check(&script)?;
+        } else if root && self.user.is_empty() && self.caps.contains("revert-full-system") {
+            let made = self.check(CREATE_USER)?;
+            self.user = made.trim().to_string();
+            self.created_user = true;
+        }
+        Ok(())
+    }
+
+    fn probe_machine(&mut self, out: &Output) -> Result<(), RunError> {
+        let script = "dpkg --print-architecture; echo \"$(command -v eatmydata || true)\"; uname -srv; nproc; cat /proc/cpuinfo 2>/dev/null || true";
+        let text = self.check(script)?;
+        let mut lines = text.lines();
+        self.machine.arch = lines.next().unwrap_or_default().trim().to_string();
+        self.eatmydata = lines.next().unwrap_or_default().trim().to_string();
+        let kernel = lines.next().unwrap_or_default().trim().to_string();
+        out.info(&format!("testbed dpkg architecture: {}", self.machine.arch));
+        if self.machine.kernel.is_none() {
+            out.info(&format!("testbed running kernel: {kernel}"));
+            self.machine.kernel = Some(kernel);
+        }
+        if self.machine.nproc.is_none() {
+            self.machine.nproc = lines.next().map(|l| l.trim().to_string());
+            let rest: Vec<&str> = lines.collect();
+            self.machine.cpu_model = cpu_field(&rest, &["model name", "cpu"]);
+            self.machine.cpu_flags = cpu_field(&rest, &["flags", "features"]);
+        }
+        Ok(())
+    }
+
+    /// Path of the output-pipe wrapper in the testbed.
+    pub fn wrapper(&self) -> String {
+        format!("{}/wrapper.sh", self.scratch)
+    }
+
+    /// The `describe` of the testbed, for testinfo.json.
+    pub fn describe(&self) -> String {
+        self.tb.describe()
+    }
+
+    /// The command line that runs `script` as root (through sudo when the
+    /// login user is not root), with the install environment if asked.
+    fn root_command(&self, script: &str, kind: Kind) -> String {
+        let env = if kind == Kind::Install {
+            "env DEBIAN_FRONTEND=noninteractive APT_LISTBUGS_FRONTEND=none APT_LISTCHANGES_FRONTEND=none "
+        } else {
+            ""
+        };
+        let sudo = if self.sudo { "sudo -n " } else { "" };
+        format!("{sudo}{env}sh -c {}", quote(script))
+    }
+
+    /// `cmd` prefixed with sudo when the login user is not root.
+    pub fn root_command_for_test(&self, cmd: &str) -> String {
+        if self.sudo {
+            format!("sudo -n {cmd}")
+        } else {
+            cmd.to_string()
+        }
+    }
+
+    /// Runs `script` as root with output going to `out`/`err`.
+    pub fn exec(
+        &self,
+        script: &str,
+        kind: Kind,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> Result<Exit, RunError> {
+        let cmd = self.root_command(script, kind);
+        let exit = self
+            .tb
+            .ssh()
+            .run(&cmd, None, out, err, Some(self.timeouts.of(kind)))?;
+        if exit.timed_out && kind != Kind::Test {
+            return Err(RunError::Testbed(format!(
+                "timed out on command \"{script}\" (kind: {})",
+                kind_name(kind)
+            )));
+        }
+        Ok(exit)
+    }
+
+    /// Runs `script` as root and captures (exit, stdout, stderr).
+    pub fn capture(&self, script: &str, kind: Kind) -> Result<(Exit, Vec<u8>, Vec<u8>), RunError> {
+        let (mut o, mut e) = (Vec::new(), Vec::new());
+        let exit = self.exec(script, kind, &mut o, &mut e)?;
+        Ok((exit, o, e))
+    }
+
+    /// autopkgtest's `check_exec`: must succeed without stderr; stdout.
+    pub fn check(&self, script: &str) -> Result<String, RunError> {
+        let (exit, o, e) = self.capture(script, Kind::Short)?;
+        if !e.is_empty() {
+            let e = String::from_utf8_lossy(&e);
+            return Err(RunError::Error(format!(
+                "\"{script}\" failed with stderr \"{e}\""
+            )));
+        }
+        if exit.code != 0 {
+            return Err(RunError::Error(format!(
+                "\"{script}\" failed with status {}",
+                exit.code
+            )));
+        }
+        Ok(String::from_utf8_lossy(&o).into_owned())
+    }
+
+    /// `script` run as the normal user when there is one (autopkgtest's
+    /// `source_rules_command` rule).
+    pub fn as_user(&self, script: &str) -> String {
+        if !self.user.is_empty() && self.caps.contains("root-on-testbed") {
+            format!(
+                "su --shell=/bin/sh {} -c {}",
+                quote(&self.user),
+                quote(&format!("set -e; {script}"))
+            )
+        } else {
+            script.to_string()
+        }
+    }
+
+    /// Copies a host file or tree into the testbed, handing it to the
+    /// normal user.
+    pub fn copy_down(&self, host: &Path, tb: &str) -> Result<(), RunError> {
+        let parent = Path::new(tb)
+            .parent()
+            .map_or("/".into(), |p| p.display().to_string());
+        self.check(&format!("mkdir -p {}", quote(&parent)))?;
+        self.tb.ssh().copy_down(host, tb)?;
+        if !self.user.is_empty() {
+            let chown = format!("chown -R {} -- {}", quote(&self.user), quote(tb));
+            let (exit, _, _) = self.capture(&chown, Kind::Copy)?;
+            if exit.code != 0 {
+                self.check(&format!("chmod -R go+rwX -- {}", quote(tb)))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies a testbed file or tree to the host.
+    pub fn copy_up(&self, tb: &str, host: &Path, is_dir: bool) -> Result<(), RunError> {
+        if let Some(parent) = host.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| RunError::Error(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        Ok(self.tb.ssh().copy_up(tb, host, is_dir)?)
+    }
+
+    /// Marks the testbed as needing a revert before the next test.
+    pub fn needs_reset(&mut self) {
+        self.modified = true;
+    }
+
+    /// autopkgtest's `reset`: revert when possible and when the testbed was
+    /// modified or holds dependencies the next test does not want.
+    pub fn reset(&mut self, deps_new: &[String], out: &Output) -> Result<(), RunError> {
+        let stale = self.deps_installed.iter().any(|d| !deps_new.contains(d));
+        if self.caps.contains("revert") && (self.modified || stale) {
+            out.info("reverting testbed");
+            self.tb.revert()?;
+            self.opened(out)?;
+        }
+        self.modified = false;
+        Ok(())
+    }
+
+    /// Records the dependencies now installed.
+    pub fn set_deps_installed(&mut self, deps: &[String]) {
+        self.deps_installed = deps.to_vec();
+    }
+
+    /// Runs the test command line `cmd` (not wrapped: the caller chooses
+    /// the user) with live output.
+    pub fn run_test(
+        &self,
+        cmd: &str,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> Result<Exit, RunError> {
+        Ok(self
+            .tb
+            .ssh()
+            .run(cmd, None, out, err, Some(self.timeouts.test))?)
+    }
+
+    /// Runs `script` as root with output shown live (install and build
+    /// steps: autopkgtest shows their output too).
+    pub fn exec_shown(
+        &self,
+        script: &str,
+        kind: Kind,
+        out: &Output,
+    ) -> Result<(Exit, Vec<u8>), RunError> {
+        let mut err = Vec::new();
+        let mut shown = out.stream_plain();
+        let exit = self.exec(script, kind, &mut shown, &mut err)?;
+        let _ = io::stderr().flush();
+        Ok((exit, err))
+    }
+
+    /// Releases the testbed.
+    pub fn stop(&mut self) -> Result<(), RunError> {
+        let _ = self.check(&format!("rm -rf -- {}", quote(&self.scratch)));
+        Ok(self.tb.stop()?)
+    }
+}
+
+fn cpu_field(lines: &[&str], names: &[&str]) -> Option<String> {
+    lines.iter().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        names
+            .iter()
+            .any(|n| k.trim().eq_ignore_ascii_case(n))
+            .then(|| v.trim().to_string())
+    })
+}
