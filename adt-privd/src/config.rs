@@ -12,9 +12,6 @@ use serde::Deserialize;
 
 use crate::names::is_valid_name;
 
-/// Where the configuration lives when `--config` is not given.
-pub const DEFAULT_CONFIG: &str = "/etc/autopkgtest-xen/privd.toml";
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {

@@ -5,6 +5,7 @@
 //! Not for: anything that touches devices or domains; that lives in the
 //! daemon's private modules (`engine`, `host`, `ledger`).
 
+pub mod cli;
 pub mod names;
 pub mod privileges;
 pub mod proxy;

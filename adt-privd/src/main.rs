@@ -9,11 +9,12 @@ mod host;
 mod ledger;
 mod service;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+
+use adt_privd::cli::Args;
 use tokio::signal::unix::{signal, SignalKind};
 
 use adt_privd::names::{BUS_NAME, OBJECT_PATH};
@@ -21,19 +22,6 @@ use adt_privd::{names, privileges};
 use config::Config;
 use engine::Engine;
 use ledger::Ledger;
-
-/// Root helper of autopkgtest-xen: device-mapper snapshots and Xen domains
-/// for unprivileged test runners, over D-Bus, every call checked by polkit.
-#[derive(Parser, Debug)]
-#[command(name = "adt-privd", version)]
-struct Args {
-    /// Configuration file (TOML).
-    #[arg(long, value_name = "FILE", default_value = config::DEFAULT_CONFIG)]
-    config: PathBuf,
-    /// D-Bus address to serve on instead of the system bus (for tests).
-    #[arg(long, value_name = "ADDRESS")]
-    bus: Option<String>,
-}
 
 fn init_logging() {
     use tracing_subscriber::prelude::*;
