@@ -219,6 +219,30 @@ fn a_killed_client_loses_its_testbed_within_two_seconds() {
 }
 
 #[test]
+fn a_client_that_dies_while_its_snapshot_is_made_leaves_nothing() {
+    let env = PrivdEnv::start();
+    // dmsetup takes a second; the caller is gone after 0.3 s.
+    std::fs::write(env.state().join("delay-dmsetup-create"), "1").unwrap();
+    let mut a = Client::connect(&env.bus, Some(MEMBER_A));
+    a.send_line("Fire CreateSnapshot bookworm");
+    a.wait();
+    wait_for("dmsetup create to run", Duration::from_secs(5), || {
+        env.calls().iter().any(|c| c.starts_with("dmsetup create"))
+    });
+    wait_for("the orphan to be torn down", Duration::from_secs(4), || {
+        env.calls().iter().any(|c| c.starts_with("dmsetup remove"))
+            && env.existing("dm").is_empty()
+            && env.ledger_names().is_empty()
+    });
+    assert_eq!(
+        Client::connect(&env.bus, Some(MEMBER_B))
+            .call("ListTestbeds", "")
+            .ok(),
+        "[]"
+    );
+}
+
+#[test]
 fn a_sigkilled_daemon_leaves_nothing_after_restart() {
     let mut env = PrivdEnv::start();
     // Killed between create and resume, then with a domain up.

@@ -109,7 +109,14 @@ impl Xen1 {
         image: String,
     ) -> Result<String, Xen1Error> {
         let caller = self.authorize(conn, &header, "CreateSnapshot").await?;
-        Ok(self.engine.create_snapshot(&caller, &image).await?)
+        let snapshot = self.engine.create_snapshot(&caller, &image).await?;
+        // A caller that went away before its testbed was in the table was
+        // missed by the disconnection watcher; from now on it will not be.
+        if !still_connected(conn, &caller.bus_name).await {
+            tracing::info!(testbed = %snapshot, owner = %caller.bus_name, "caller left during create");
+            self.engine.teardown_owner(&caller.bus_name).await;
+        }
+        Ok(snapshot)
     }
 
     async fn remove_snapshot(
@@ -146,6 +153,17 @@ impl Xen1 {
     /// only names, states, addresses and uids.
     async fn list_testbeds(&self) -> Vec<(String, String, String, String, u32)> {
         self.engine.list()
+    }
+}
+
+async fn still_connected(conn: &zbus::Connection, bus_name: &str) -> bool {
+    let Ok(name) = zbus::names::BusName::try_from(bus_name) else {
+        return false;
+    };
+    match zbus::fdo::DBusProxy::new(conn).await {
+        Ok(dbus) => dbus.name_has_owner(name).await.unwrap_or(true),
+        // Cannot tell: keep it; the watcher or SIGTERM will clean up.
+        Err(_) => true,
     }
 }
 

@@ -88,6 +88,17 @@ impl Client {
         }
     }
 
+    /// Write one line and expect no answer.
+    pub fn send_line(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").expect("client stdin");
+        self.stdin.flush().unwrap();
+    }
+
+    /// Wait for the client to exit by itself.
+    pub fn wait(&mut self) {
+        let _ = self.child.wait();
+    }
+
     /// Kill the client process outright (its connection drops).
     pub fn kill9(mut self) {
         kill(&mut self.child, nix::sys::signal::Signal::SIGKILL);

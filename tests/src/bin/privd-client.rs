@@ -4,6 +4,8 @@
 //! spaces included) and answers one line per call:
 //! `ok VALUE...` or `err ERROR.NAME message`.
 //! `Own NAME` asks the bus for a well-known name (to test the bus policy).
+//! `Fire METHOD ARG` sends the call and exits 300 ms later without waiting
+//! for the reply (a caller that dies mid-call).
 
 use std::io::{BufRead, Write};
 
@@ -28,6 +30,9 @@ fn main() {
         for line in stdin.lock().lines() {
             let line = line.expect("stdin");
             let (method, arg) = line.split_once(' ').unwrap_or((line.as_str(), ""));
+            if method == "Fire" {
+                fire_and_exit(&conn, arg).await;
+            }
             let reply = call(&conn, &proxy, method, arg).await;
             let mut out = std::io::stdout().lock();
             writeln!(out, "{}", reply.replace('\n', " ")).unwrap();
@@ -63,4 +68,16 @@ async fn call(conn: &zbus::Connection, proxy: &Xen1Proxy<'_>, method: &str, arg:
         }
         Err(e) => format!("err client.Error {e}"),
     }
+}
+
+async fn fire_and_exit(conn: &zbus::Connection, call: &str) -> ! {
+    let (method, arg) = call.split_once(' ').unwrap_or((call, ""));
+    let message = zbus::Message::method_call(adt_privd::OBJECT_PATH, method)
+        .and_then(|m| m.destination(adt_privd::BUS_NAME))
+        .and_then(|m| m.interface(adt_privd::INTERFACE))
+        .and_then(|m| m.build(&(arg,)))
+        .expect("a method call");
+    conn.send(&message).await.expect("send");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    std::process::exit(0);
 }
