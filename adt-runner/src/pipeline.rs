@@ -114,6 +114,34 @@ fn start(
     }
 }
 
+/// Whether building a tree only for its binaries would be wasted: no test
+/// installs anything (so none can pull in a built deb) and none needs a
+/// built tree. Verdicts are the same either way; the build is skipped.
+fn binaries_unneeded(src: &Source, sess: &Session) -> bool {
+    let Source::Tree(dir) = src else {
+        return false;
+    };
+    let read = |rel: &str| std::fs::read_to_string(dir.join(rel)).ok();
+    let (Some(control), Some(tests)) = (read("debian/control"), read("debian/tests/control"))
+    else {
+        return false;
+    };
+    let Ok(sc) = SourceControl::parse("debian/control", &control) else {
+        return false;
+    };
+    let tb = dep8::Testbed {
+        arch: sess.machine.arch.clone(),
+        caps: sess.caps.clone(),
+    };
+    match dep8::parse("debian/tests/control", &tests, &sc, &tb, &[]) {
+        Ok(p) => p
+            .tests
+            .iter()
+            .all(|t| t.depends.is_empty() && !t.has("build-needed")),
+        Err(_) => false,
+    }
+}
+
 fn report_error(out: &Output, e: &RunError, blamed: &[String]) -> i32 {
     match e {
         RunError::BadPkg(m) => {
@@ -144,7 +172,16 @@ impl Run<'_> {
         ));
         self.blamed.push(src.arg());
         sess.reset(&[], self.out)?;
-        let unpacked = source::unpack(sess, self.out, src)?;
+        let built_binaries = self.req.built_binaries && !matches!(src, Source::Apt(_));
+        let unneeded = built_binaries && binaries_unneeded(src, sess);
+        let unpacked = match (unneeded, src) {
+            (true, Source::Tree(dir)) => match source::unpack_on_host(sess, dir, self.work.path())?
+            {
+                Some(u) => u,
+                None => source::unpack(sess, self.out, src)?,
+            },
+            _ => source::unpack(sess, self.out, src)?,
+        };
         self.out.info(&format!(
             "testing package {} version {}",
             unpacked.name, unpacked.version
@@ -153,8 +190,15 @@ impl Run<'_> {
             "testpkg-version",
             &format!("{} {}\n", unpacked.name, unpacked.version),
         );
-        let built_binaries = self.req.built_binaries && !matches!(src, Source::Apt(_));
-        let build_needed = built_binaries || self.build_needed_for_tests(sess, &unpacked)?;
+        let build_needed = if unneeded {
+            self.out.info("build not needed");
+            false
+        } else if built_binaries {
+            self.out.info("build needed for binaries");
+            true
+        } else {
+            self.build_needed_for_tests(sess, &unpacked)?
+        };
         if build_needed {
             sess.needs_reset();
             let stanza = self.build_stanza(sess, &unpacked)?;

@@ -5,7 +5,9 @@
 //!
 //! Not for: parsing the tests (`dep8`) or running them (`run`).
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use crate::apt;
 use crate::deb822;
@@ -227,6 +229,79 @@ pub fn unpack(sess: &Session, out: &Output, src: &Source) -> Result<Unpacked, Ru
     })
 }
 
+/// Unpacks an unbuilt tree on the host (copy, `dpkg-source
+/// --before-build`) and copies the result into the testbed, sparing the
+/// testbed dpkg-dev. `None` when the host has no dpkg-source to do it.
+pub fn unpack_on_host(
+    sess: &Session,
+    dir: &Path,
+    work: &Path,
+) -> Result<Option<Unpacked>, RunError> {
+    let local = |e: std::io::Error| {
+        RunError::Error(format!("unpacking {} on the host: {e}", dir.display()))
+    };
+    let tree = work.join("host-src/real-tree");
+    std::fs::create_dir_all(work.join("host-src")).map_err(local)?;
+    let cp = Command::new("cp")
+        .arg("-rd")
+        .arg("--preserve=timestamps")
+        .arg("--")
+        .arg(dir)
+        .arg(&tree)
+        .status()
+        .map_err(local)?;
+    if !cp.success() {
+        return Err(RunError::Error(format!(
+            "cannot copy {}: cp {cp}",
+            dir.display()
+        )));
+    }
+    let rules = tree.join("debian/rules");
+    if rules
+        .metadata()
+        .is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+    {
+        let Ok(st) = Command::new("dpkg-source")
+            .arg("--before-build")
+            .arg(&tree)
+            .stdout(Stdio::null())
+            .status()
+        else {
+            return Ok(None);
+        };
+        if !st.success() {
+            return Err(RunError::BadPkg(format!(
+                "rules extract failed with exit code {}",
+                st.code().unwrap_or(1)
+            )));
+        }
+    }
+    let changelog = std::fs::read_to_string(tree.join("debian/changelog")).map_err(local)?;
+    let (name, version) = changelog_head(&changelog).ok_or_else(|| {
+        RunError::BadPkg(format!(
+            "got no name and version from {}/debian/changelog",
+            dir.display()
+        ))
+    })?;
+    let build = sess.check(&format!("mktemp -d {}/build.XXX", quote(&sess.scratch)))?;
+    let dest = format!("{}/real-tree", build.trim());
+    sess.copy_down(&tree, &dest)?;
+    sess.check(&format!("chmod -R a+rX {}", quote(build.trim())))?;
+    Ok(Some(Unpacked {
+        dir: dest,
+        name,
+        version,
+    }))
+}
+
+/// Name and version from the first line of debian/changelog.
+pub fn changelog_head(text: &str) -> Option<(String, String)> {
+    let first = text.lines().next()?;
+    let (name, rest) = first.split_once(" (")?;
+    let version = rest.split(')').next()?;
+    Some((name.to_string(), version.to_string()))
+}
+
 /// Installs the build dependencies named in `source_stanza` and builds
 /// with dpkg-buildpackage, keeping patches applied.
 pub fn build(
@@ -328,6 +403,16 @@ mod tests {
         let text = "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\nFormat: 3.0 (native)\nSource: x\nFiles:\n abc 12 x_1.tar.xz\n-----BEGIN PGP SIGNATURE-----\n\nxyz\n-----END PGP SIGNATURE-----\n";
         std::fs::write(&dsc, text).unwrap();
         assert_eq!(dsc_files(&dsc).unwrap(), vec![d.path().join("x_1.tar.xz")]);
+    }
+
+    #[test]
+    fn changelog_heads_give_name_and_version() {
+        let c = "mawk (1.3.4.20200120-3.1) unstable; urgency=medium\n\n  * x\n";
+        assert_eq!(
+            changelog_head(c),
+            Some(("mawk".into(), "1.3.4.20200120-3.1".into()))
+        );
+        assert_eq!(changelog_head("garbage\n"), None);
     }
 
     #[test]
