@@ -327,8 +327,12 @@ impl<H: Host> Engine<H> {
     }
 
     /// Domain, then snapshot, then ledger entry; each step idempotent.
+    /// `record.domain` is set in the ledger before any `xl restore`, so a
+    /// record without it never had a domain.
     async fn teardown_resources(&self, record: &Record) -> Result<(), HostError> {
-        self.host.xl_destroy(&record.name).await?;
+        if record.domain {
+            self.host.xl_destroy(&record.name).await?;
+        }
         self.host.dm_remove(&record.name).await?;
         self.ledger.remove(&record.name).map_err(|e| HostError {
             command: format!("removing {} from the ledger", record.name),

@@ -166,23 +166,24 @@ impl Host for Tools {
     }
 
     async fn dm_remove(&self, name: &str) -> HostResult<()> {
-        let mut last = None;
-        for attempt in 0..=self.remove_retries {
+        // Try first and look only when it fails: one command in the
+        // common case, and "already gone" still counts as success.
+        let mut attempt = 0;
+        loop {
+            let error =
+                match run_ok(&self.dmsetup, &["remove", "--retry", name], self.timeout).await {
+                    Ok(_) => return Ok(()),
+                    Err(e) => e,
+                };
             if !self.dm_list().await?.iter().any(|n| n == name) {
                 return Ok(());
             }
-            match run_ok(&self.dmsetup, &["remove", "--retry", name], self.timeout).await {
-                Ok(_) => return Ok(()),
-                Err(e) => {
-                    tracing::warn!(device = name, attempt, error = %e, "dmsetup remove failed");
-                    last = Some(e);
-                }
+            if attempt >= self.remove_retries {
+                return Err(error);
             }
-            tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt + 1))).await;
-        }
-        match self.dm_list().await?.iter().any(|n| n == name) {
-            false => Ok(()),
-            true => Err(last.expect("at least one attempt ran")),
+            tracing::warn!(device = name, attempt, error = %error, "dmsetup remove failed; retrying");
+            attempt += 1;
+            tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
         }
     }
 
@@ -204,12 +205,9 @@ impl Host for Tools {
     }
 
     async fn xl_destroy(&self, name: &str) -> HostResult<()> {
-        if !self.xl_list().await?.iter().any(|n| n == name) {
-            return Ok(());
-        }
         match run_ok(&self.xl, &["destroy", name], self.timeout).await {
             Ok(_) => Ok(()),
-            // Gone in between: that is what was asked for.
+            // Already gone: that is what was asked for.
             Err(_) if !self.xl_list().await?.iter().any(|n| n == name) => Ok(()),
             Err(e) => Err(e),
         }
