@@ -11,6 +11,7 @@ pub mod bus;
 pub mod client;
 pub mod polkit;
 pub mod privd;
+pub mod testbed;
 pub mod users;
 
 use std::path::PathBuf;
