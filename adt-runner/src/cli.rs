@@ -49,6 +49,9 @@ pub struct RunArgs {
     /// ssh testbeds: an extra capability the testbed has (repeatable).
     #[arg(long = "capability")]
     pub capabilities: Vec<String>,
+    /// Seconds to keep trying to log in to the testbed.
+    #[arg(long, value_name = "S", default_value_t = 120)]
+    pub connect_timeout: u64,
     /// xen testbeds: the user to log in as.
     #[arg(long, default_value = "root")]
     pub login: String,
@@ -103,6 +106,7 @@ impl RunArgs {
                     target,
                     self.revert_command.clone(),
                     self.capabilities.clone(),
+                    std::time::Duration::from_secs(self.connect_timeout),
                 )?;
                 Ok(Box::new(tb) as Box<dyn Testbed>)
             }));

@@ -79,6 +79,7 @@ pub fn parse_address(spec: &str, identity: Option<PathBuf>) -> Result<Target, St
 /// An existing machine; reverting runs `revert_command` on the host.
 pub struct SshTestbed {
     target: Target,
+    wait: Duration,
     ssh: Ssh,
     revert_command: Option<String>,
     extra_caps: Vec<String>,
@@ -89,10 +90,12 @@ impl SshTestbed {
         target: Target,
         revert_command: Option<String>,
         extra_caps: Vec<String>,
+        wait: Duration,
     ) -> Result<Self, TestbedError> {
-        let ssh = Ssh::connect(&target, SSH_WAIT)?;
+        let ssh = Ssh::connect(&target, wait)?;
         Ok(SshTestbed {
             target,
+            wait,
             ssh,
             revert_command,
             extra_caps,
@@ -130,7 +133,7 @@ impl Testbed for SshTestbed {
                 "revert command {cmd:?} failed: {status}"
             )));
         }
-        self.ssh = Ssh::connect(&self.target, SSH_WAIT)?;
+        self.ssh = Ssh::connect(&self.target, self.wait)?;
         Ok(())
     }
 

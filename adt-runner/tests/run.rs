@@ -1,0 +1,289 @@
+//! System tests of `adt-runner run` on the DEP-8 fixtures (tests/fixtures/)
+//! against the sshd testbed (tests/testbed/): verdicts, exit codes and the
+//! output directory, as DEP-8 and autopkgtest define them.
+
+mod common;
+
+use common::{fixture, run, unavailable, Bed, HEAVY};
+
+macro_rules! need_testbed {
+    () => {
+        if let Some(why) = unavailable() {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+}
+
+/// (fixture, [(test, verdict prefix)], exit code), from DEP-8's rules.
+const CASES: &[(&str, &[(&str, &str)], i32)] = &[
+    ("allow-stderr-passes", &[("warns-on-stderr", "PASS")], 0),
+    ("stderr-fails", &[("warns-on-stderr", "FAIL stderr: ")], 4),
+    (
+        "exit77-skippable",
+        &[(
+            "skips-itself",
+            "SKIP exit status 77 and marked as skippable",
+        )],
+        8,
+    ),
+    (
+        "exit77-not-skippable",
+        &[("exits-77", "FAIL non-zero exit status 77")],
+        4,
+    ),
+    (
+        "flaky-fails",
+        &[("fails-sometimes", "FLAKY non-zero exit status")],
+        8,
+    ),
+    ("superficial-pass", &[("smoke", "PASS (superficial)")], 8),
+    (
+        "unknown-restriction",
+        &[("needs-magic", "SKIP unknown restriction needs-magic-smoke")],
+        8,
+    ),
+    (
+        "unknown-field",
+        &[
+            ("has-unknown-field", "SKIP unknown field Frobnicate"),
+            ("known-fields", "PASS"),
+        ],
+        2,
+    ),
+    ("needs-root-as-root", &[("runs-as-root", "PASS")], 0),
+    ("runs-as-normal-user", &[("not-root", "PASS")], 0),
+    ("rw-build-tree", &[("writes-tree", "PASS")], 0),
+    (
+        "breaks-testbed",
+        &[("damages-system", "PASS"), ("sees-clean-system", "PASS")],
+        0,
+    ),
+    ("tests-directory", &[("elsewhere", "PASS")], 0),
+    ("classes", &[("classified", "PASS")], 0),
+    (
+        "architecture",
+        &[
+            (
+                "only-on-s390x",
+                "SKIP Test lists explicitly supported architectures",
+            ),
+            ("not-on-s390x", "PASS"),
+        ],
+        2,
+    ),
+    (
+        "isolation-machine",
+        &[(
+            "wants-machine",
+            "SKIP Test restriction \"isolation-machine\" requires testbed capability",
+        )],
+        8,
+    ),
+    (
+        "needs-reboot",
+        &[(
+            "reboots",
+            "SKIP Test restriction \"needs-reboot\" requires testbed capability \"reboot\"",
+        )],
+        8,
+    ),
+    (
+        "mixed-verdicts",
+        &[
+            ("passes", "PASS"),
+            ("fails", "FAIL non-zero exit status 3"),
+            ("skips", "SKIP exit status 77"),
+        ],
+        6,
+    ),
+    (
+        "test-command-with-test-name",
+        &[("named-inline-command", "PASS"), ("command1", "PASS")],
+        0,
+    ),
+];
+
+#[test]
+fn fixtures_get_dep8_verdicts_and_exit_codes() {
+    need_testbed!();
+    let _heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let bed = Bed::start();
+    let mut failures = Vec::new();
+    for (name, verdicts, code) in CASES {
+        let ran = run(&bed, &fixture(name), &[]);
+        if ran.code != *code {
+            failures.push(format!(
+                "{name}: exit code {} (want {code})\n{}",
+                ran.code,
+                ran.summary()
+            ));
+        }
+        for (test, want) in *verdicts {
+            match ran.verdict(test) {
+                Some(v) if v.starts_with(want) => {}
+                got => failures.push(format!("{name}/{test}: {got:?} (want {want:?}...)")),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn malformed_control_is_an_erroneous_package_naming_file_stanza_and_field() {
+    need_testbed!();
+    let _heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let bed = Bed::start();
+    let ran = run(&bed, &fixture("malformed-control"), &[]);
+    assert_eq!(ran.code, 12, "{}", ran.stderr);
+    let summary = ran.summary();
+    let lines: Vec<&str> = summary.lines().collect();
+    assert!(lines[0].starts_with("blame: "), "{summary}");
+    assert!(lines[1].starts_with("badpkg: InvalidControl test broken-depends: Test Depends field contains an invalid dependency"), "{summary}");
+    assert!(lines[2].starts_with("erroneous package: "), "{summary}");
+    assert!(
+        ran.stderr
+            .contains("debian/tests/control: stanza 2 (line 4), field Depends:"),
+        "the error names file, stanza and field:\n{}",
+        ran.stderr
+    );
+    assert!(!ran.stderr.contains("panicked"), "{}", ran.stderr);
+}
+
+#[test]
+fn unreachable_testbed_ends_with_16_and_a_summary_line() {
+    let out = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_adt-runner"))
+        .args([
+            "run",
+            "mawk",
+            "--connect-timeout",
+            "1",
+            "--testbed",
+            &format!("ssh:root@127.0.0.1:{port}"),
+        ])
+        .arg("-o")
+        .arg(out.path().join("out"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(16),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let summary = std::fs::read_to_string(out.path().join("out/summary")).unwrap();
+    assert!(
+        summary.starts_with("testbed failure: cannot connect to root@127.0.0.1:"),
+        "{summary}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("out/exitcode")).unwrap(),
+        "16\n"
+    );
+}
+
+#[test]
+fn bad_arguments_exit_20_like_autopkgtest() {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_adt-runner"))
+        .args(["run", "mawk", "--testbed", "lxc:foo"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(20));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("expected ssh:[USER@]HOST[:PORT] or xen:IMAGE")
+    );
+}
+
+#[test]
+fn output_dir_holds_autopkgtest_files_and_artifacts() {
+    need_testbed!();
+    let _heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let bed = Bed::start();
+    let ran = run(&bed, &fixture("artifacts"), &["--env", "ADT_FIXTURE_X=1"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let out = ran.out.path().join("out");
+    assert_eq!(
+        ran.file("artifacts/result.txt"),
+        "artifact from the artifacts fixture\n"
+    );
+    assert_eq!(ran.file("artifacts/sub/nested.txt"), "nested artifact\n");
+    assert!(ran
+        .file("writes-artifacts-stdout")
+        .starts_with("wrote artifacts to "));
+    assert!(
+        !out.join("writes-artifacts-stderr").exists(),
+        "an empty stderr leaves no file"
+    );
+    assert_eq!(ran.file("exitcode"), "0\n");
+    assert!(ran.file("duration").trim().parse::<u64>().is_ok());
+    assert!(ran
+        .file("testpkg-version")
+        .starts_with("adt-fixture-artifacts "));
+    assert!(ran
+        .file("testbed-packages")
+        .lines()
+        .any(|l| l.starts_with("dpkg\t")));
+    assert!(out.join("writes-artifacts-packages").exists());
+    let info: serde_json::Value = serde_json::from_str(&ran.file("testinfo.json")).unwrap();
+    assert_eq!(info["virt_server"], bed.spec());
+    assert_eq!(info["custom_environment"][0], "ADT_FIXTURE_X=1");
+    assert!(info["kernel_version"]
+        .as_str()
+        .unwrap()
+        .starts_with("Linux"));
+    assert!(ran.file("log").contains("writes-artifacts     PASS\n"));
+}
+
+#[test]
+fn a_timeout_fails_the_test_and_kills_its_processes() {
+    need_testbed!();
+    let _heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let bed = Bed::start();
+    let started = std::time::Instant::now();
+    let ran = run(&bed, &fixture("timeout"), &[]);
+    assert_eq!(
+        ran.verdict("sleeps-too-long").as_deref(),
+        Some("FAIL timed out"),
+        "{}",
+        ran.summary()
+    );
+    assert_eq!(ran.code, 4);
+    assert!(
+        started.elapsed().as_secs() < 120,
+        "took {:?}",
+        started.elapsed()
+    );
+    let ssh =
+        adt_runner::ssh::Ssh::connect(&bed.target(), std::time::Duration::from_secs(30)).unwrap();
+    let o = ssh.output("for p in /proc/[0-9]*; do cat $p/cmdline 2>/dev/null | tr '\\0' ' '; echo; done | grep -c '^sleep 300' || true").unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "0",
+        "the test's sleep survived its timeout"
+    );
+}
+
+#[test]
+fn build_needed_test_reads_the_built_tree() {
+    need_testbed!();
+    let _heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let bed = Bed::start();
+    let ran = run(&bed, &fixture("build-needed-tree"), &[]);
+    assert_eq!(
+        ran.verdict("reads-built-file").as_deref(),
+        Some("PASS"),
+        "{}\n{}",
+        ran.summary(),
+        ran.stderr
+    );
+    assert_eq!(ran.code, 0);
+    assert!(
+        ran.file("log").contains("dpkg-buildpackage"),
+        "the tree was built in the testbed"
+    );
+}
