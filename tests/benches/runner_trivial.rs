@@ -1,0 +1,129 @@
+//! Benchmark: the trivial fixture (`Test-Command: true`, no dependencies)
+//! through adt-runner and through Debian's autopkgtest, on the same kind of
+//! freshly reverted sshd testbed, one after the other; prints both wall
+//! times and their ratio (target: adt-runner at most half of autopkgtest).
+//!
+//! Run: cargo bench -p adt-systest --bench runner_trivial (as root).
+//! ADT_BENCH_ROUNDS=N repeats each side N times (default 1) and reports
+//! the median.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use adt_systest::testbed::{scripts_dir, setup_script, SshTestbed};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn adt_runner() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let st = Command::new(cargo)
+        .current_dir(workspace())
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "adt-runner",
+            "--bin",
+            "adt-runner",
+        ])
+        .status()
+        .expect("cargo build");
+    assert!(st.success(), "cannot build adt-runner");
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace().join("target"));
+    target.join("release/adt-runner")
+}
+
+fn timed(mut cmd: Command) -> (Duration, i32) {
+    let t = Instant::now();
+    let st = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("spawn");
+    (t.elapsed(), st.code().unwrap_or(-1))
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("runner_trivial: skipped: needs root (the sshd testbed uses namespaces)");
+        return;
+    }
+    let rounds: usize = std::env::var("ADT_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let bin = adt_runner();
+    let fixture = workspace().join("tests/fixtures/pass-trivial");
+    let mut tb = SshTestbed::start().expect("sshd testbed");
+    let revert = format!(
+        "{} {}",
+        scripts_dir().join("revert").display(),
+        tb.dir().display()
+    );
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        tb.revert().expect("revert");
+        let out = tempfile::tempdir().unwrap();
+        let mut c = Command::new(&bin);
+        c.arg("run").arg(&fixture).args([
+            "--testbed",
+            &tb.spec(),
+            "--revert-command",
+            &revert,
+            "--identity",
+        ]);
+        c.arg(&tb.key_path).arg("-o").arg(out.path().join("o"));
+        let (d, rc) = timed(c);
+        assert_eq!(rc, 0, "adt-runner failed on pass-trivial");
+        ours.push(d);
+
+        tb.revert().expect("revert");
+        let out = tempfile::tempdir().unwrap();
+        let mut c = Command::new("autopkgtest");
+        c.arg("--output-dir")
+            .arg(out.path().join("o"))
+            .arg(&fixture);
+        c.args([
+            "--",
+            "ssh",
+            "-H",
+            &tb.host,
+            "-p",
+            &tb.port.to_string(),
+            "-l",
+            &tb.user,
+            "-i",
+        ]);
+        c.arg(&tb.key_path)
+            .arg("-s")
+            .arg(setup_script())
+            .arg("--")
+            .arg(tb.dir());
+        let (d, rc) = timed(c);
+        assert_eq!(rc, 0, "autopkgtest failed on pass-trivial");
+        theirs.push(d);
+    }
+    let (a, b) = (median(ours), median(theirs));
+    println!(
+        "pass-trivial (Test-Command: true), median of {rounds} run(s) each, same sshd testbed:"
+    );
+    println!("  adt-runner  {:>8.2} s", a.as_secs_f64());
+    println!("  autopkgtest {:>8.2} s", b.as_secs_f64());
+    println!(
+        "  ratio adt-runner/autopkgtest = {:.3} (target <= 0.5)",
+        a.as_secs_f64() / b.as_secs_f64()
+    );
+}

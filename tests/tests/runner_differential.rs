@@ -1,0 +1,249 @@
+//! Differential test of adt-runner against Debian's autopkgtest 5.28: every
+//! DEP-8 fixture under tests/fixtures/ and the archive package `mawk` run
+//! through `autopkgtest SRC -- ssh ...` and through `adt-runner run SRC
+//! --testbed ssh:...`, each on its own sshd testbed reverted to the same
+//! pristine root before every package. The verdict word of every test (and
+//! every other summary line) and the exit code must be equal. Prints the
+//! table.
+//!
+//! ADT_DIFF_ONLY=name,name restricts the packages (the whole set takes
+//! most of an hour: autopkgtest builds every fixture).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use adt_systest::testbed::{scripts_dir, setup_script, SshTestbed};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Why this test cannot run here, if it cannot.
+fn unavailable() -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("needs root (the sshd testbed uses namespaces)".into());
+    }
+    let has = |t: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !has("autopkgtest") {
+        return Some("Debian's autopkgtest is not installed (tests/run-suite installs it)".into());
+    }
+    None
+}
+
+/// The adt-runner binary of this workspace, built if needed.
+fn adt_runner() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    let bin = profile_dir.join("adt-runner");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .current_dir(workspace())
+        .args(["build", "-p", "adt-runner", "--bin", "adt-runner"]);
+    if profile_dir.ends_with("release") {
+        build.arg("--release");
+    }
+    let st = build.status().expect("cargo build -p adt-runner");
+    assert!(
+        st.success() && bin.exists(),
+        "cannot build {}",
+        bin.display()
+    );
+    bin
+}
+
+/// One summary line reduced to what must agree: the test (or `blame:`,
+/// `badpkg:`...) and its verdict word.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Line {
+    test: String,
+    word: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Outcome {
+    code: i32,
+    lines: Vec<Line>,
+}
+
+fn outcome(code: i32, outdir: &Path) -> Outcome {
+    let summary = std::fs::read_to_string(outdir.join("summary")).unwrap_or_default();
+    let lines = summary
+        .lines()
+        .map(|l| {
+            let mut words = l.split_whitespace();
+            let test = words.next().unwrap_or("").to_string();
+            let mut word = words.next().unwrap_or("").to_string();
+            if word == "PASS" && l.ends_with("PASS (superficial)") {
+                word = "PASS (superficial)".into();
+            }
+            if test.ends_with(':') {
+                word.clear(); // blame:/badpkg: lines carry paths and messages
+            }
+            Line { test, word }
+        })
+        .collect();
+    Outcome { code, lines }
+}
+
+fn runner_args(src: &Path) -> Vec<String> {
+    std::fs::read_to_string(src.join("runner-args"))
+        .map(|s| s.split_whitespace().map(String::from).collect())
+        .unwrap_or_default()
+}
+
+fn run_autopkgtest(tb: &SshTestbed, src: &str, args: &[String], out: &Path) -> Outcome {
+    let st = Command::new("autopkgtest")
+        .arg("--output-dir")
+        .arg(out)
+        .args(args)
+        .arg(src)
+        .args([
+            "--",
+            "ssh",
+            "-H",
+            &tb.host,
+            "-p",
+            &tb.port.to_string(),
+            "-l",
+            &tb.user,
+            "-i",
+        ])
+        .arg(&tb.key_path)
+        .arg("-s")
+        .arg(setup_script())
+        .arg("--")
+        .arg(tb.dir())
+        .stdout(std::fs::File::create(out.with_extension("console")).unwrap())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    outcome(st.code().unwrap_or(-1), out)
+}
+
+fn run_adt_runner(bin: &Path, tb: &SshTestbed, src: &str, args: &[String], out: &Path) -> Outcome {
+    let revert = format!(
+        "{} {}",
+        scripts_dir().join("revert").display(),
+        tb.dir().display()
+    );
+    let st = Command::new(bin)
+        .arg("run")
+        .arg(src)
+        .args(args)
+        .args([
+            "--testbed",
+            &tb.spec(),
+            "--revert-command",
+            &revert,
+            "--identity",
+        ])
+        .arg(&tb.key_path)
+        .arg("-o")
+        .arg(out)
+        .stdout(std::fs::File::create(out.with_extension("console")).unwrap())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    outcome(st.code().unwrap_or(-1), out)
+}
+
+fn packages() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(workspace().join("tests/fixtures"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("debian/tests/control").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names.push("mawk".into());
+    if let Ok(only) = std::env::var("ADT_DIFF_ONLY") {
+        let only: Vec<&str> = only.split(',').collect();
+        names.retain(|n| only.contains(&n.as_str()));
+    }
+    names
+}
+
+fn row(name: &str, a: &Outcome, b: &Outcome) -> Vec<String> {
+    let n = a.lines.len().max(b.lines.len());
+    let get = |o: &Outcome, i: usize| {
+        o.lines
+            .get(i)
+            .map(|l| format!("{} {}", l.test, l.word))
+            .unwrap_or_else(|| "-".into())
+    };
+    (0..n)
+        .map(|i| {
+            let same = a.lines.get(i) == b.lines.get(i) && a.code == b.code;
+            format!(
+                "{name:<44} | {:<46} | {:<46} | {:>3} | {:>3} | {}",
+                get(a, i),
+                get(b, i),
+                a.code,
+                b.code,
+                if same { "same" } else { "DIFFERENT" }
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn adt_runner_gives_autopkgtests_verdicts_and_exit_codes() {
+    if let Some(why) = unavailable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let bin = adt_runner();
+    let mut ref_tb = SshTestbed::start().expect("testbed for autopkgtest");
+    let mut our_tb = SshTestbed::start().expect("testbed for adt-runner");
+    let results = tempfile::Builder::new()
+        .prefix("adt-differential.")
+        .tempdir()
+        .unwrap();
+    let mut table = vec![format!(
+        "{:<44} | {:<46} | {:<46} | {:>3} | {:>3} |",
+        "package", "autopkgtest: test verdict", "adt-runner: test verdict", "rc", "rc"
+    )];
+    let mut differing = Vec::new();
+    for name in packages() {
+        let fixture = workspace().join("tests/fixtures").join(&name);
+        let (src, args) = if fixture.is_dir() {
+            (fixture.display().to_string(), runner_args(&fixture))
+        } else {
+            (name.clone(), Vec::new())
+        };
+        ref_tb.revert().expect("revert");
+        our_tb.revert().expect("revert");
+        let (ref_out, our_out) = (
+            results.path().join(format!("{name}.autopkgtest")),
+            results.path().join(format!("{name}.adt-runner")),
+        );
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(|| run_autopkgtest(&ref_tb, &src, &args, &ref_out));
+            let b = s.spawn(|| run_adt_runner(&bin, &our_tb, &src, &args, &our_out));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        let rows = row(&name, &a, &b);
+        for r in &rows {
+            eprintln!("{r}");
+        }
+        table.extend(rows);
+        if a != b {
+            differing.push(name.clone());
+        }
+    }
+    println!("{}", table.join("\n"));
+    assert!(
+        differing.is_empty(),
+        "verdicts or exit codes differ for {differing:?}; outputs kept in {}",
+        results.keep().display()
+    );
+}
