@@ -114,18 +114,20 @@ async fn serve(config: Config, bus: Option<String>) -> Result<(), String> {
     }
     .map_err(|e| format!("bad bus address: {e}"))?;
     let conn = builder
-        .serve_at(
-            OBJECT_PATH,
-            service::Xen1 {
-                engine: engine.clone(),
-            },
-        )
-        .map_err(|e| e.to_string())?
-        .name(BUS_NAME)
-        .map_err(|e| e.to_string())?
         .build()
         .await
-        .map_err(|e| format!("cannot serve {BUS_NAME}: {e}"))?;
+        .map_err(|e| format!("cannot connect to the bus: {e}"))?;
+    let service = service::Xen1::new(&conn, engine.clone())
+        .await
+        .map_err(|e| format!("cannot reach the bus driver or polkit: {e}"))?;
+    conn.object_server()
+        .at(OBJECT_PATH, service)
+        .await
+        .map_err(|e| format!("cannot serve {OBJECT_PATH}: {e}"))?;
+    // The name last: no call arrives before everything is in place.
+    conn.request_name(BUS_NAME)
+        .await
+        .map_err(|e| format!("cannot own {BUS_NAME}: {e}"))?;
     tracing::info!(
         bus = bus.as_deref().unwrap_or("system"),
         "serving {BUS_NAME}"

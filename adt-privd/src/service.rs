@@ -55,31 +55,53 @@ impl From<EngineError> for Xen1Error {
 }
 
 pub struct Xen1 {
-    pub engine: Arc<Engine<Tools>>,
+    engine: Arc<Engine<Tools>>,
+    dbus: zbus::fdo::DBusProxy<'static>,
+    polkit: AuthorityProxy<'static>,
 }
 
 impl Xen1 {
+    /// Proxies made once: a call then costs two round trips (uid, polkit).
+    pub async fn new(conn: &zbus::Connection, engine: Arc<Engine<Tools>>) -> zbus::Result<Xen1> {
+        let dbus = zbus::fdo::DBusProxy::builder(conn)
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await?;
+        let polkit = AuthorityProxy::builder(conn)
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await?;
+        Ok(Xen1 {
+            engine,
+            dbus,
+            polkit,
+        })
+    }
+
+    async fn still_connected(&self, bus_name: &str) -> bool {
+        let Ok(name) = zbus::names::BusName::try_from(bus_name) else {
+            return false;
+        };
+        // Cannot tell: keep it; the watcher or SIGTERM will clean up.
+        self.dbus.name_has_owner(name).await.unwrap_or(true)
+    }
+
     /// Who is calling, and may they: the uid from the bus, then polkit.
-    async fn authorize(
-        &self,
-        conn: &zbus::Connection,
-        header: &Header<'_>,
-        method: &str,
-    ) -> Result<Caller, Xen1Error> {
+    async fn authorize(&self, header: &Header<'_>, method: &str) -> Result<Caller, Xen1Error> {
         let sender = header
             .sender()
             .ok_or_else(|| Xen1Error::AccessDenied("the call has no sender".into()))?
             .to_owned();
-        let dbus = zbus::fdo::DBusProxy::new(conn).await?;
-        let uid = dbus
+        let uid = self
+            .dbus
             .get_connection_unix_user(sender.clone().into())
             .await
             .map_err(|e| Xen1Error::AccessDenied(format!("cannot tell who {sender} is: {e}")))?;
         let subject = Subject::new_for_message_header(header)
             .map_err(|e| Xen1Error::AccessDenied(format!("no polkit subject for {sender}: {e}")))?;
-        let polkit = AuthorityProxy::new(conn).await?;
         let details = HashMap::new();
-        let result = polkit
+        let result = self
+            .polkit
             .check_authorization(&subject, POLKIT_ACTION, &details, Default::default(), "")
             .await
             .map_err(|e| {
@@ -104,15 +126,14 @@ impl Xen1 {
 impl Xen1 {
     async fn create_snapshot(
         &self,
-        #[zbus(connection)] conn: &zbus::Connection,
         #[zbus(header)] header: Header<'_>,
         image: String,
     ) -> Result<String, Xen1Error> {
-        let caller = self.authorize(conn, &header, "CreateSnapshot").await?;
+        let caller = self.authorize(&header, "CreateSnapshot").await?;
         let snapshot = self.engine.create_snapshot(&caller, &image).await?;
         // A caller that went away before its testbed was in the table was
         // missed by the disconnection watcher; from now on it will not be.
-        if !still_connected(conn, &caller.bus_name).await {
+        if !self.still_connected(&caller.bus_name).await {
             tracing::info!(testbed = %snapshot, owner = %caller.bus_name, "caller left during create");
             self.engine.teardown_owner(&caller.bus_name).await;
         }
@@ -121,31 +142,28 @@ impl Xen1 {
 
     async fn remove_snapshot(
         &self,
-        #[zbus(connection)] conn: &zbus::Connection,
         #[zbus(header)] header: Header<'_>,
         snapshot: String,
     ) -> Result<(), Xen1Error> {
-        let caller = self.authorize(conn, &header, "RemoveSnapshot").await?;
+        let caller = self.authorize(&header, "RemoveSnapshot").await?;
         Ok(self.engine.remove_snapshot(&caller, &snapshot).await?)
     }
 
     async fn resume_domain(
         &self,
-        #[zbus(connection)] conn: &zbus::Connection,
         #[zbus(header)] header: Header<'_>,
         snapshot: String,
     ) -> Result<(String, String), Xen1Error> {
-        let caller = self.authorize(conn, &header, "ResumeDomain").await?;
+        let caller = self.authorize(&header, "ResumeDomain").await?;
         Ok(self.engine.resume_domain(&caller, &snapshot).await?)
     }
 
     async fn destroy_domain(
         &self,
-        #[zbus(connection)] conn: &zbus::Connection,
         #[zbus(header)] header: Header<'_>,
         domain: String,
     ) -> Result<(), Xen1Error> {
-        let caller = self.authorize(conn, &header, "DestroyDomain").await?;
+        let caller = self.authorize(&header, "DestroyDomain").await?;
         Ok(self.engine.destroy_domain(&caller, &domain).await?)
     }
 
@@ -153,17 +171,6 @@ impl Xen1 {
     /// only names, states, addresses and uids.
     async fn list_testbeds(&self) -> Vec<(String, String, String, String, u32)> {
         self.engine.list()
-    }
-}
-
-async fn still_connected(conn: &zbus::Connection, bus_name: &str) -> bool {
-    let Ok(name) = zbus::names::BusName::try_from(bus_name) else {
-        return false;
-    };
-    match zbus::fdo::DBusProxy::new(conn).await {
-        Ok(dbus) => dbus.name_has_owner(name).await.unwrap_or(true),
-        // Cannot tell: keep it; the watcher or SIGTERM will clean up.
-        Err(_) => true,
     }
 }
 
