@@ -25,7 +25,10 @@ const PASS: (i32, &str) = (0, "smoke                PASS\n");
 const FAIL: (i32, &str) = (4, "smoke                FAIL non-zero exit status 1\n");
 const TMPFAIL: (i32, &str) = (16, "testbed failure: ssh connection lost\n");
 const ERROR: (i32, &str) = (20, "unexpected error: out of disk\n");
-const SKIP: (i32, &str) = (8, "smoke                SKIP exit status 77 and marked as skippable\n");
+const SKIP: (i32, &str) = (
+    8,
+    "smoke                SKIP exit status 77 and marked as skippable\n",
+);
 const FLAKY: (i32, &str) = (2, "smoke                FLAKY non-zero exit status 1\n");
 
 fn classes(seq: &[(i32, &str)]) -> Vec<Class> {
@@ -43,7 +46,10 @@ fn pass_then_fail_is_a_regression() {
 
 #[test]
 fn fail_then_fail_always_fails() {
-    assert_eq!(classes(&[FAIL, FAIL]), [Class::AlwaysFail, Class::AlwaysFail]);
+    assert_eq!(
+        classes(&[FAIL, FAIL]),
+        [Class::AlwaysFail, Class::AlwaysFail]
+    );
 }
 
 #[test]
@@ -78,7 +84,10 @@ fn sources_and_tests_are_classified_separately() {
     let d = tempfile::tempdir().unwrap();
     let mut h = History::open(&d.path().join("history.sqlite")).unwrap();
     h.record(&run("a", PASS.0, PASS.1)).unwrap();
-    assert_eq!(h.record(&run("b", FAIL.0, FAIL.1)).unwrap().1, Class::AlwaysFail);
+    assert_eq!(
+        h.record(&run("b", FAIL.0, FAIL.1)).unwrap().1,
+        Class::AlwaysFail
+    );
     let two = "smoke                PASS\nother                FAIL non-zero exit status 2\n";
     assert_eq!(
         h.record(&run("a", 4, two)).unwrap().1,
@@ -86,7 +95,10 @@ fn sources_and_tests_are_classified_separately() {
         "a new test that never passed is not a regression"
     );
     let latest = h.latest().unwrap();
-    let got: Vec<_> = latest.iter().map(|r| (r.source.as_str(), r.class)).collect();
+    let got: Vec<_> = latest
+        .iter()
+        .map(|r| (r.source.as_str(), r.class))
+        .collect();
     assert_eq!(got, [("a", Class::AlwaysFail), ("b", Class::AlwaysFail)]);
 }
 
@@ -94,8 +106,14 @@ fn sources_and_tests_are_classified_separately() {
 fn the_history_survives_reopening() {
     let d = tempfile::tempdir().unwrap();
     let path = d.path().join("history.sqlite");
-    History::open(&path).unwrap().record(&run("a", PASS.0, PASS.1)).unwrap();
+    History::open(&path)
+        .unwrap()
+        .record(&run("a", PASS.0, PASS.1))
+        .unwrap();
     let mut h = History::open(&path).unwrap();
-    assert_eq!(h.record(&run("a", FAIL.0, FAIL.1)).unwrap().1, Class::Regression);
+    assert_eq!(
+        h.record(&run("a", FAIL.0, FAIL.1)).unwrap().1,
+        Class::Regression
+    );
     assert_eq!(h.runs("a", 10).unwrap().len(), 2);
 }
