@@ -312,6 +312,18 @@ impl History {
         self.query_runs(&sql, params![source, limit as i64])
     }
 
+    /// The run stored in `result_dir` (relative to the results root).
+    pub fn run_by_dir(&self, result_dir: &str) -> Result<Option<Run>, String> {
+        let sql = format!(
+            "SELECT {} FROM runs WHERE result_dir = ?1 ORDER BY id DESC LIMIT 1",
+            Self::RUN_COLUMNS
+        );
+        Ok(self
+            .query_runs(&sql, params![result_dir])?
+            .into_iter()
+            .next())
+    }
+
     /// How many runs of `source` there are, per class.
     pub fn counts(&self, source: &str) -> Result<Vec<(Class, u64)>, String> {
         let mut st = self

@@ -19,6 +19,7 @@ pub mod error;
 pub mod history;
 pub mod output;
 pub mod pipeline;
+pub mod report;
 pub mod results;
 pub mod run;
 pub mod select;

@@ -1,180 +1,181 @@
-//! The sshd testbed of tests/testbed/ (start, revert, stop) for the system
-//! tests of adt-runner, and running the adt-runner binary on fixtures.
-
+//! Shared set-up of the service tests: real servers on loopback (Debian's
+//! aiosmtpd), Debian packages the tests need, the real bookworm Sources
+//! index, fake-free output directories of `adt-runner run`.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Mutex;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
-/// Serialises the heavy tests: the machines have two cores.
-pub static HEAVY: Mutex<()> = Mutex::new(());
+/// Debian's python3 (the Debian packages' modules are there, not in any
+/// other python3 on PATH).
+pub const PYTHON: &str = "/usr/bin/python3";
 
-pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
+/// A loopback TCP port nobody listens on now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
         .unwrap()
-        .to_path_buf()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
-pub fn fixture(name: &str) -> PathBuf {
-    workspace().join("tests/fixtures").join(name)
-}
-
-/// Why the sshd testbed cannot run here, if it cannot.
-pub fn unavailable() -> Option<String> {
-    if !nix_is_root() {
-        return Some("needs root (the sshd testbed uses mount and PID namespaces)".into());
+/// Installs Debian packages the test needs when `probe` says they are
+/// missing (CI runs as root on a fresh machine). Returns why it could not.
+pub fn ensure_packages(probe: impl Fn() -> bool, packages: &[&str]) -> Result<(), String> {
+    if probe() {
+        return Ok(());
     }
-    for tool in ["debootstrap", "unshare", "nsenter", "ssh-keygen"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
+    if !nix::unistd::geteuid().is_root() {
+        return Err(format!(
+            "needs Debian packages {} and is not root to install them",
+            packages.join(" ")
+        ));
+    }
+    let out = Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(["-o", "DPkg::Lock::Timeout=900"])
+        .args(packages)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .output()
+        .map_err(|e| format!("apt-get: {e}"))?;
+    if !out.status.success() || !probe() {
+        return Err(format!(
+            "apt-get install {} failed: {}",
+            packages.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
+}
+
+fn has_aiosmtpd() -> bool {
+    Command::new(PYTHON)
+        .args(["-c", "import aiosmtpd"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A real SMTP server (aiosmtpd) saving every message into a Maildir.
+pub struct Smtp {
+    child: Child,
+    pub port: u16,
+    pub maildir: PathBuf,
+}
+
+impl Smtp {
+    pub fn start(port: u16, maildir: &Path) -> Smtp {
+        ensure_packages(has_aiosmtpd, &["python3-aiosmtpd"]).unwrap();
+        let child = Command::new(PYTHON)
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(maildir)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start aiosmtpd");
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "aiosmtpd did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Smtp {
+            child,
+            port,
+            maildir: maildir.to_path_buf(),
+        }
+    }
+
+    /// Messages received so far, parsed by Python's email package into
+    /// JSON: headers, the text body, attachments (name, gunzipped text).
+    pub fn messages(&self) -> Vec<serde_json::Value> {
+        let out = Command::new(PYTHON)
+            .arg("-c")
+            .arg(PARSE_MAILDIR)
+            .arg(&self.maildir)
             .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        if !found {
-            return Some(format!(
-                "{tool} is not installed (tests/run-suite installs it)"
-            ));
-        }
-    }
-    None
-}
-
-fn nix_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-/// A running sshd testbed, stopped on drop.
-pub struct Bed {
-    pub dir: tempfile::TempDir,
-    pub env: HashMap<String, String>,
-}
-
-impl Bed {
-    pub fn start() -> Bed {
-        let dir = tempfile::Builder::new()
-            .prefix("adt-runner-bed.")
-            .tempdir()
             .unwrap();
-        let st = Command::new(workspace().join("tests/testbed/start"))
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        assert!(st.success(), "tests/testbed/start failed: {st}");
-        let text = std::fs::read_to_string(dir.path().join("env")).unwrap();
-        let env = text
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Bed { dir, env }
-    }
-
-    pub fn spec(&self) -> String {
-        format!(
-            "ssh:{}@{}:{}",
-            self.env["USER"], self.env["HOST"], self.env["PORT"]
-        )
-    }
-
-    pub fn key(&self) -> &str {
-        &self.env["KEY"]
-    }
-
-    pub fn revert_command(&self) -> String {
-        format!(
-            "{} {}",
-            workspace().join("tests/testbed/revert").display(),
-            self.dir.path().display()
-        )
-    }
-
-    pub fn revert(&self) {
-        let st = Command::new("sh")
-            .args(["-c", &self.revert_command()])
-            .status()
-            .unwrap();
-        assert!(st.success(), "revert failed");
-    }
-
-    pub fn target(&self) -> adt_runner::ssh::Target {
-        adt_runner::ssh::Target {
-            host: self.env["HOST"].clone(),
-            port: self.env["PORT"].parse().unwrap(),
-            user: self.env["USER"].clone(),
-            identity: Some(PathBuf::from(self.key())),
-        }
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
     }
 }
 
-impl Drop for Bed {
+impl Drop for Smtp {
     fn drop(&mut self) {
-        let _ = Command::new(workspace().join("tests/testbed/stop"))
-            .arg(self.dir.path())
-            .status();
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
     }
 }
 
-/// The result of one `adt-runner run`.
-pub struct Ran {
-    pub code: i32,
-    pub out: tempfile::TempDir,
-    pub stdout: String,
-    pub stderr: String,
+const PARSE_MAILDIR: &str = r#"
+import email, email.policy, gzip, json, mailbox, sys
+out = []
+for key, m in sorted(mailbox.Maildir(sys.argv[1], create=False).items(), key=lambda kv: kv[1]["Date"] or ""):
+    m = email.message_from_bytes(m.as_bytes(), policy=email.policy.default)
+    body = m.get_body(preferencelist=("plain",))
+    atts = []
+    for a in m.iter_attachments():
+        data = a.get_payload(decode=True)
+        atts.append({"name": a.get_filename(), "type": a.get_content_type(),
+                     "text": gzip.decompress(data).decode("utf-8", "replace")})
+    out.append({"from": str(m["From"]), "to": str(m["To"]), "subject": str(m["Subject"]),
+                "body": body.get_content() if body else "", "attachments": atts})
+print(json.dumps(out))
+"#;
+
+/// Writes an output directory as `adt-runner run` leaves it.
+pub fn output_dir(
+    dir: &Path,
+    source: &str,
+    version: &str,
+    exitcode: i32,
+    summary: &str,
+    log: &str,
+) {
+    std::fs::create_dir_all(dir.join("artifacts")).unwrap();
+    let w = |n: &str, c: &str| std::fs::write(dir.join(n), c).unwrap();
+    w("log", log);
+    w("summary", summary);
+    w("exitcode", &format!("{exitcode}\n"));
+    w("duration", "3\n");
+    w("testpkg-version", &format!("{source} {version}\n"));
+    w("testinfo.json", "{\"virt_server\": \"ssh\"}");
+    w("testbed-packages", "bash\t5.2.15-2+b2\n");
 }
 
-impl Ran {
-    pub fn file(&self, name: &str) -> String {
-        std::fs::read_to_string(self.out.path().join("out").join(name)).unwrap_or_default()
+/// The real bookworm main Sources index, downloaded once with apt (a
+/// private apt configuration; the host's sources are not touched) into
+/// `target/test-data/`. Returns its path.
+pub fn bookworm_sources() -> PathBuf {
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-data");
+    let path = target.join("bookworm-main-Sources");
+    if path.exists() {
+        return path;
     }
-
-    pub fn summary(&self) -> String {
-        self.file("summary")
-    }
-
-    /// The verdict of `test` in the summary, e.g. "PASS" or "FAIL stderr: x".
-    pub fn verdict(&self, test: &str) -> Option<String> {
-        self.summary().lines().find_map(|l| {
-            let (name, rest) = l.split_once(' ')?;
-            (name == test).then(|| rest.trim_start().to_string())
-        })
-    }
-}
-
-/// Runs `adt-runner run SRC --testbed ... -o OUT EXTRA...` (with the
-/// fixture's runner-args) on a reverted testbed.
-pub fn run(bed: &Bed, src: &Path, extra: &[&str]) -> Ran {
-    bed.revert();
-    let out = tempfile::Builder::new()
-        .prefix("adt-runner-out.")
-        .tempdir()
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fetch-sources");
+    let out = Command::new("sh")
+        .arg(&script)
+        .arg("bookworm")
+        .arg(&path)
+        .output()
         .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_adt-runner"));
-    cmd.arg("run").arg(src).args([
-        "--testbed",
-        &bed.spec(),
-        "--identity",
-        bed.key(),
-        "--revert-command",
-        &bed.revert_command(),
-    ]);
-    cmd.arg("-o").arg(out.path().join("out"));
-    if let Ok(args) = std::fs::read_to_string(src.join("runner-args")) {
-        cmd.args(args.split_whitespace());
-    }
-    cmd.args(extra);
-    let o = cmd.output().unwrap();
-    Ran {
-        code: o.status.code().unwrap_or(-1),
-        out,
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
+    assert!(
+        out.status.success(),
+        "{} failed: {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
 }
