@@ -15,6 +15,7 @@ use crate::ssh::quote;
 pub struct Binaries {
     pub dir: PathBuf,
     pub registered: Vec<String>,
+    published: bool,
 }
 
 impl Binaries {
@@ -22,15 +23,17 @@ impl Binaries {
         Binaries {
             dir,
             registered: Vec::new(),
+            published: false,
         }
     }
 
     /// Copies the debs into the testbed and makes apt prefer them;
     /// reinstalls any of them already installed.
-    pub fn publish(&self, sess: &Session, out: &Output) -> Result<(), RunError> {
+    pub fn publish(&mut self, sess: &Session, out: &Output) -> Result<(), RunError> {
         if self.registered.is_empty() {
             return Ok(());
         }
+        self.published = true;
         let tb = format!("{}/binaries", sess.scratch);
         sess.check(&format!("rm -rf {}", quote(&tb)))?;
         sess.copy_down(&self.dir, &tb)?;
@@ -51,6 +54,20 @@ apt-get --quiet --no-list-cleanup -o Dir::Etc::sourcelist=/etc/apt/sources.list.
             )));
         }
         self.reinstall(sess, out)
+    }
+
+    /// Removes the repository again from a testbed that cannot revert.
+    pub fn reset(&mut self, sess: &Session, out: &Output) -> Result<(), RunError> {
+        if !self.published || sess.caps.contains("revert") {
+            return Ok(());
+        }
+        out.info("Binaries: resetting testbed apt configuration");
+        let script =
+            "rm -f /etc/apt/sources.list.d/autopkgtest.list /etc/apt/preferences.d/90autopkgtest; \
+                      (apt-get --quiet update || (sleep 15; apt-get update)) 2>&1";
+        sess.exec_shown(script, Kind::Install, out)?;
+        self.published = false;
+        Ok(())
     }
 
     fn reinstall(&self, sess: &Session, out: &Output) -> Result<(), RunError> {

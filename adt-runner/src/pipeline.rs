@@ -108,7 +108,11 @@ fn start(
         work,
         binaries,
     };
-    match r.process(sess) {
+    let result = r.process(sess);
+    if let Err(e) = r.binaries.reset(sess, out) {
+        out.error(&format!("error cleaning up: {e}"));
+    }
+    match result {
         Ok(()) => Ok(r.status.code),
         Err(e) => Err((e, r.blamed)),
     }
@@ -116,18 +120,20 @@ fn start(
 
 /// Whether building a tree only for its binaries would be wasted: no test
 /// installs anything (so none can pull in a built deb) and none needs a
-/// built tree. Verdicts are the same either way; the build is skipped.
+/// built tree, or there are no valid tests at all (the run ends with "no
+/// tests" or an erroneous package after the build anyway). Verdicts and
+/// exit code are the same either way; the build is skipped.
 fn binaries_unneeded(src: &Source, sess: &Session) -> bool {
     let Source::Tree(dir) = src else {
         return false;
     };
     let read = |rel: &str| std::fs::read_to_string(dir.join(rel)).ok();
-    let (Some(control), Some(tests)) = (read("debian/control"), read("debian/tests/control"))
+    let Some(Ok(sc)) = read("debian/control").map(|c| SourceControl::parse("debian/control", &c))
     else {
         return false;
     };
-    let Ok(sc) = SourceControl::parse("debian/control", &control) else {
-        return false;
+    let Some(tests) = read("debian/tests/control") else {
+        return true;
     };
     let tb = dep8::Testbed {
         arch: sess.machine.arch.clone(),
@@ -138,7 +144,7 @@ fn binaries_unneeded(src: &Source, sess: &Session) -> bool {
             .tests
             .iter()
             .all(|t| t.depends.is_empty() && !t.has("build-needed")),
-        Err(_) => false,
+        Err(_) => true,
     }
 }
 
