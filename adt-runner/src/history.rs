@@ -183,6 +183,10 @@ fn err(path: &Path) -> impl Fn(rusqlite::Error) -> String + '_ {
 impl History {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<History, String> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
         let db = Connection::open(path).map_err(err(path))?;
         db.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(err(path))?;

@@ -28,4 +28,5 @@ pub mod source;
 pub mod ssh;
 pub mod testbed;
 pub mod verdict;
+pub mod web;
 pub mod xen;
