@@ -65,15 +65,18 @@ pub fn run_test(
     };
     let mut so = out.stream(false, Some(create(&so_path)?));
     let mut se = out.stream(true, Some(create(&se_path)?));
+    let started = std::time::Instant::now();
     let exit = sess.run_test(&cmd, &mut so, &mut se)?;
+    let timed_out = exit.timed_out
+        || (matches!(exit.code, 124 | 137) && started.elapsed().as_secs() >= sess.timeouts.test);
     info("-----------------------]");
     info(" - - - - - - - - - - results - - - - - - - - - -");
     let facts = Facts {
-        exit_code: if exit.timed_out { 1 } else { exit.code },
-        timed_out: exit.timed_out,
+        exit_code: if timed_out { 1 } else { exit.code },
+        timed_out,
         stderr_first_line: (se.written > 0).then(|| se.first_line()),
     };
-    if exit.timed_out {
+    if timed_out {
         out.error(&format!("timed out on command \"{cmd}\" (kind: test)"));
     }
     let verdict = decide(test, &facts);
@@ -160,7 +163,13 @@ fn test_command(
         (None, Some(c)) => format!("bash -ec {}", quote(c)),
         (None, None) => unreachable!("a test has a path or a command"),
     };
-    script += &format!("exec {} {test_cmd};", quote(&sess.wrapper()));
+    // The timeout runs inside the user switch: su puts the test in a
+    // process group of its own, which only a timeout in there can kill.
+    script += &format!(
+        "exec {} timeout -k 10 {} {test_cmd};",
+        quote(&sess.wrapper()),
+        sess.timeouts.test
+    );
     let root = sess.caps.contains("root-on-testbed");
     let user = if !test.has("needs-root") && !sess.user.is_empty() {
         if test.has("rw-build-tree") {

@@ -98,6 +98,11 @@ done
 echo "cannot find a free user name" >&2; exit 1
 "#;
 
+/// Seconds the outer safety timeout of a test waits beyond the test's own
+/// (which runs inside the user switch, so that it kills the test's own
+/// process group).
+pub const TEST_GRACE: u64 = 60;
+
 /// What `post_boot_setup` learns about the machine.
 #[derive(Debug, Clone, Default)]
 pub struct Machine {
@@ -380,7 +385,7 @@ impl Session {
         Ok(self
             .tb
             .ssh()
-            .run(cmd, None, out, err, Some(self.timeouts.test))?)
+            .run(cmd, None, out, err, Some(self.timeouts.test + TEST_GRACE))?)
     }
 
     /// Runs `script` as root with output shown live (install and build
