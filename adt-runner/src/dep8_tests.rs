@@ -242,6 +242,19 @@ fn unknown_restriction_skips_the_test() {
 }
 
 #[test]
+fn hint_testsuite_triggers_never_runs() {
+    let p = ok("Tests: t\nDepends: foo\nRestrictions: hint-testsuite-triggers\n");
+    assert!(p.tests.is_empty());
+    assert_eq!(
+        skips(&p),
+        [(
+            "t".into(),
+            "unknown restriction hint-testsuite-triggers".into()
+        )]
+    );
+}
+
+#[test]
 fn unknown_field_skips_every_test_of_the_stanza() {
     let p = ok("Tests: a b\nX-Extra: 1\n");
     assert_eq!(
@@ -283,7 +296,7 @@ fn isolation_container_is_satisfied_by_isolation_machine() {
 
 #[test]
 fn runtime_restrictions_do_not_skip_at_parse_time() {
-    let r = "allow-stderr build-needed flaky needs-internet needs-sudo rw-build-tree skip-not-installable skippable superficial hint-testsuite-triggers";
+    let r = "allow-stderr build-needed flaky needs-internet needs-sudo rw-build-tree skip-not-installable skippable superficial";
     let p = ok(&format!("Tests: t\nRestrictions: {r}\n"));
     assert_eq!(p.tests.len(), 1, "{:?}", p.skipped);
 }

@@ -46,6 +46,8 @@ const CASES: &[&str] = &[
     "# comment\nTests: t # trailing\n # only comment\nDepends: x\n",
     "Tests: t\nRestrictions: needs-sudo\n",
     "Tests: t\nRestrictions: frobnicate\n",
+    "Tests: t\nDepends: foo\nRestrictions: hint-testsuite-triggers\n",
+    "Tests: t\nRestrictions: skip-not-installable, flaky superficial skippable\n",
     "Tests: a b\nX-Extra: 1\n",
     "Tests: t\nRestrictions: breaks-testbed\n",
     "Tests: t\nRestrictions: isolation-container\n",
