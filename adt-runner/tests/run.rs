@@ -2,9 +2,9 @@
 //! against the sshd testbed (tests/testbed/): verdicts, exit codes and the
 //! output directory, as DEP-8 and autopkgtest define them.
 
-mod common;
+mod bed;
 
-use common::{fixture, run, unavailable, Bed, HEAVY};
+use bed::{fixture, run, unavailable, Bed, HEAVY};
 
 macro_rules! need_testbed {
     () => {

@@ -1,13 +1,13 @@
 //! System tests of the ssh transport against a real sshd (the testbed of
 //! tests/testbed/): separate live streams, exit status, timeouts, copies.
 
-mod common;
+mod bed;
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use adt_runner::ssh::Ssh;
-use common::{unavailable, Bed};
+use bed::{unavailable, Bed};
 
 macro_rules! need_testbed {
     () => {
