@@ -11,7 +11,8 @@ use crate::output::Output;
 use crate::session::{Kind, Session};
 use crate::ssh::quote;
 
-/// Built debs kept on the host, `<package>.deb` each.
+/// Built debs kept on the host, `<package>.deb` each (in `binaries/` of
+/// the output directory, as autopkgtest keeps them).
 pub struct Binaries {
     pub dir: PathBuf,
     pub registered: Vec<String>,

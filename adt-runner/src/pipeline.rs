@@ -99,7 +99,7 @@ fn start(
                 Vec::new(),
             )
         })?;
-    let binaries = Binaries::new(work.path().join("binaries"));
+    let binaries = Binaries::new(out.path("binaries"));
     let mut r = Run {
         req,
         out,
