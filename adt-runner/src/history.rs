@@ -210,7 +210,7 @@ impl History {
     /// Records a run and classifies it; returns its id and class.
     pub fn record(&mut self, run: &NewRun) -> Result<(i64, Class), String> {
         let wrap = |e: rusqlite::Error| format!("cannot record {} in the history: {e}", run.source);
-        let tx = self.db.transaction().map_err(wrap)?;
+        let tx = self.db.savepoint().map_err(wrap)?;
         let (class, classes) = History::classifier(&tx)(run).map_err(wrap)?;
         tx.execute(
             "INSERT INTO runs (source, version, release, arch, started, duration, exitcode,

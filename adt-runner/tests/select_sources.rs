@@ -1,0 +1,237 @@
+//! Selection over the real bookworm main Sources index (downloaded with
+//! apt on first use into target/test-data/, see tests/data/fetch-sources):
+//! round-robin order, wrap-around and a cursor that survives a restart;
+//! changed-first after a version bump and after a dependency bump.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use adt_runner::history::{History, NewRun};
+use adt_runner::select::sources::Index;
+use adt_runner::select::{seen_json, Kind, Selector, State};
+
+fn selector(kind: Kind, sources: &Path, dir: &Path) -> Selector {
+    Selector {
+        kind,
+        sources: Some(sources.to_path_buf()),
+        state: dir.join("state/selector.json"),
+        results: dir.to_path_buf(),
+        fair_every: 0,
+        history: dir.join("history.sqlite"),
+    }
+}
+
+/// Source names with a Testsuite, read independently of the parser under
+/// test: stanzas split on blank lines, fields matched by prefix.
+fn testable_names(text: &str) -> BTreeSet<String> {
+    text.split("\n\n")
+        .filter(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Testsuite:") && l.contains("autopkgtest"))
+        })
+        .filter_map(|s| s.lines().find_map(|l| l.strip_prefix("Package: ")))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn round_robin_goes_alphabetically_wraps_around_and_survives_a_restart() {
+    let path = common::bookworm_sources();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let names: Vec<String> = testable_names(&text).into_iter().collect();
+    let idx = Index::read(&path).unwrap();
+    assert_eq!(idx.stanzas, text.matches("\nPackage: ").count() + 1);
+    assert_eq!(idx.testable().count(), names.len());
+    assert!(
+        names.len() > 10_000,
+        "a real archive has thousands: {}",
+        names.len()
+    );
+
+    let d = tempfile::tempdir().unwrap();
+    let sel = selector(Kind::RoundRobin, &path, d.path());
+    for expected in &names[..3] {
+        let p = sel.next(false).unwrap().unwrap();
+        assert_eq!(&p.request.source, expected, "{}", p.why);
+        assert_eq!(
+            sel.next(false).unwrap().unwrap().request.source,
+            *expected,
+            "not committed: same pick"
+        );
+        sel.commit(&p).unwrap();
+    }
+    // A new process (the service restarted) goes on where the last stopped.
+    let restarted = selector(Kind::RoundRobin, &path, d.path());
+    let p = restarted.next(false).unwrap().unwrap();
+    assert_eq!(p.request.source, names[3]);
+    assert!(
+        p.why.contains(&format!("next after {}", names[2])),
+        "{}",
+        p.why
+    );
+
+    State {
+        last: Some(names.last().unwrap().clone()),
+        picks: 0,
+    }
+    .save(&d.path().join("state/selector.json"))
+    .unwrap();
+    let p = restarted.next(false).unwrap().unwrap();
+    assert_eq!(p.request.source, names[0], "wraps around");
+    assert!(p.why.contains("wrapped around"), "{}", p.why);
+}
+
+/// A history where every testable source ran once, seeing the archive as
+/// `idx` shows it, the oldest first in alphabetical order except `newest`,
+/// which ran last.
+fn history_of_everything(idx: &Index, db: &Path, newest: &str) {
+    let mut h = History::open(db).unwrap();
+    h.batch(|h| {
+        for (i, s) in idx.testable().enumerate() {
+            let stamp = if s.name == newest {
+                "20991231_235959".to_string()
+            } else {
+                format!(
+                    "2026{:02}{:02}_{:06}",
+                    1 + i / 28 / 24 % 12,
+                    1 + i / 24 % 28,
+                    i % 24 * 10000
+                )
+            };
+            h.record(&NewRun {
+                source: s.name.clone(),
+                version: s.version.clone(),
+                release: "bookworm".into(),
+                arch: "amd64".into(),
+                started: stamp,
+                exitcode: 0,
+                result_dir: String::new(),
+                request: "{}".into(),
+                seen: Some(seen_json(idx, s)),
+                ..NewRun::default()
+            })?;
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+/// The index text with `source`'s Version replaced.
+fn bump(text: &str, source: &str, version: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if let Some(p) = line.strip_prefix("Package: ") {
+            inside = p == source;
+        }
+        if inside && line.starts_with("Version: ") {
+            out.push_str(&format!("Version: {version}\n"));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[test]
+fn changed_first_picks_a_bumped_source_before_older_unchanged_ones() {
+    let path = common::bookworm_sources();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let idx = Index::parse(&text).unwrap();
+    // A source no other source depends on, so that its bump changes only
+    // itself (bumping hello would also change llvm-toolchain-13, whose
+    // tests use it).
+    let depended: BTreeSet<String> = idx
+        .testable()
+        .flat_map(|s| idx.dependency_versions(s).into_keys())
+        .collect();
+    let src = idx
+        .testable()
+        .map(|s| s.name.clone())
+        .find(|n| n.as_str() >= "hello" && !depended.contains(n))
+        .unwrap();
+    let d = tempfile::tempdir().unwrap();
+    history_of_everything(&idx, &d.path().join("history.sqlite"), &src);
+    let sel = selector(Kind::ChangedFirst, &path, d.path());
+    let before = sel.next(false).unwrap().unwrap();
+    assert_ne!(before.request.source, src);
+    assert!(before.why.contains("longest untested"), "{}", before.why);
+
+    let old = &idx.sources[&src].version;
+    let bumped = d.path().join("Sources");
+    std::fs::write(&bumped, bump(&text, &src, "99.0-1")).unwrap();
+    let sel = selector(Kind::ChangedFirst, &bumped, d.path());
+    let p = sel.next(false).unwrap().unwrap();
+    assert_eq!(p.request.source, src, "{}", p.why);
+    assert!(
+        p.why.contains(&format!("version {old} → 99.0-1")),
+        "{}",
+        p.why
+    );
+
+    // Nothing starves: with fair turns, every second pick ignores changes.
+    let fair = Selector {
+        fair_every: 2,
+        ..sel
+    };
+    let p = fair.next(false).unwrap().unwrap();
+    assert_eq!(p.request.source, src);
+    fair.commit(&p).unwrap();
+    let p = fair.next(false).unwrap().unwrap();
+    assert_eq!(p.request.source, before.request.source, "{}", p.why);
+    assert!(p.why.contains("fair turn"), "{}", p.why);
+}
+
+#[test]
+fn changed_first_picks_a_source_whose_dependency_was_bumped() {
+    let path = common::bookworm_sources();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let idx = Index::parse(&text).unwrap();
+    let gzip = &idx.sources["gzip"];
+    // A dependency built by a source without tests of its own.
+    let (dep, old) = idx
+        .dependency_versions(gzip)
+        .into_iter()
+        .find(|(d, _)| !idx.sources[d].has_tests())
+        .expect("gzip has a build or test dependency built by an untested source");
+    let d = tempfile::tempdir().unwrap();
+    history_of_everything(&idx, &d.path().join("history.sqlite"), "gzip");
+    let bumped = d.path().join("Sources");
+    std::fs::write(&bumped, bump(&text, &dep, "999:1")).unwrap();
+    let sel = selector(Kind::ChangedFirst, &bumped, d.path());
+    let p = sel.next(false).unwrap().unwrap();
+    // The longest waiting of the sources depending on the bumped one.
+    let h = History::open(&d.path().join("history.sqlite")).unwrap();
+    let last = h.last_seen().unwrap();
+    let expected = idx
+        .testable()
+        .filter(|s| idx.dependency_versions(s).contains_key(&dep))
+        .min_by_key(|s| last[&s.name].0.clone())
+        .unwrap();
+    assert_eq!(p.request.source, expected.name, "{}", p.why);
+    assert!(p.why.contains(&format!("{dep} {old} → 999:1")), "{}", p.why);
+
+    // With gzip the only dependent left unrun since, it is gzip's turn.
+    let sel = selector(Kind::ChangedFirst, &bumped, d.path());
+    let mut h = History::open(&d.path().join("history.sqlite")).unwrap();
+    let bidx = Index::read(&bumped).unwrap();
+    for s in bidx
+        .testable()
+        .filter(|s| s.name != "gzip" && bidx.dependency_versions(s).contains_key(&dep))
+    {
+        h.record(&NewRun {
+            source: s.name.clone(),
+            started: "20991231_235959".into(),
+            seen: Some(seen_json(&bidx, s)),
+            request: "{}".into(),
+            ..NewRun::default()
+        })
+        .unwrap();
+    }
+    let p = sel.next(false).unwrap().unwrap();
+    assert_eq!(p.request.source, "gzip", "{}", p.why);
+    assert!(p.why.contains(&dep), "{}", p.why);
+}
