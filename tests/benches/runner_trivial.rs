@@ -73,57 +73,65 @@ fn main() {
         scripts_dir().join("revert").display(),
         tb.dir().display()
     );
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        tb.revert().expect("revert");
-        let out = tempfile::tempdir().unwrap();
-        let mut c = Command::new(&bin);
-        c.arg("run").arg(&fixture).args([
-            "--testbed",
-            &tb.spec(),
-            "--revert-command",
-            &revert,
-            "--identity",
-        ]);
-        c.arg(&tb.key_path).arg("-o").arg(out.path().join("o"));
-        let (d, rc) = timed(c);
-        assert_eq!(rc, 0, "adt-runner failed on pass-trivial");
-        ours.push(d);
-
-        tb.revert().expect("revert");
-        let out = tempfile::tempdir().unwrap();
-        let mut c = Command::new("autopkgtest");
-        c.arg("--output-dir")
-            .arg(out.path().join("o"))
-            .arg(&fixture);
-        c.args([
-            "--",
-            "ssh",
-            "-H",
-            &tb.host,
-            "-p",
-            &tb.port.to_string(),
-            "-l",
-            &tb.user,
-            "-i",
-        ]);
-        c.arg(&tb.key_path)
-            .arg("-s")
-            .arg(setup_script())
-            .arg("--")
-            .arg(tb.dir());
-        let (d, rc) = timed(c);
-        assert_eq!(rc, 0, "autopkgtest failed on pass-trivial");
-        theirs.push(d);
-    }
-    let (a, b) = (median(ours), median(theirs));
     println!(
         "pass-trivial (Test-Command: true), median of {rounds} run(s) each, same sshd testbed:"
     );
-    println!("  adt-runner  {:>8.2} s", a.as_secs_f64());
-    println!("  autopkgtest {:>8.2} s", b.as_secs_f64());
-    println!(
-        "  ratio adt-runner/autopkgtest = {:.3} (target <= 0.5)",
-        a.as_secs_f64() / b.as_secs_f64()
-    );
+    for (label, extra) in [
+        ("default (a tree's binaries are built)", &[][..]),
+        ("-B (no built binaries)", &["-B"][..]),
+    ] {
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            tb.revert().expect("revert");
+            let out = tempfile::tempdir().unwrap();
+            let mut c = Command::new(&bin);
+            c.arg("run").arg(&fixture).args(extra);
+            c.args([
+                "--testbed",
+                &tb.spec(),
+                "--revert-command",
+                &revert,
+                "--identity",
+            ]);
+            c.arg(&tb.key_path).arg("-o").arg(out.path().join("o"));
+            let (d, rc) = timed(c);
+            assert_eq!(rc, 0, "adt-runner failed on pass-trivial");
+            ours.push(d);
+
+            tb.revert().expect("revert");
+            let out = tempfile::tempdir().unwrap();
+            let mut c = Command::new("autopkgtest");
+            c.arg("--output-dir")
+                .arg(out.path().join("o"))
+                .args(extra)
+                .arg(&fixture);
+            c.args([
+                "--",
+                "ssh",
+                "-H",
+                &tb.host,
+                "-p",
+                &tb.port.to_string(),
+                "-l",
+                &tb.user,
+                "-i",
+            ]);
+            c.arg(&tb.key_path)
+                .arg("-s")
+                .arg(setup_script())
+                .arg("--")
+                .arg(tb.dir());
+            let (d, rc) = timed(c);
+            assert_eq!(rc, 0, "autopkgtest failed on pass-trivial");
+            theirs.push(d);
+        }
+        let (a, b) = (median(ours), median(theirs));
+        println!("  {label}:");
+        println!("    adt-runner  {:>8.2} s", a.as_secs_f64());
+        println!("    autopkgtest {:>8.2} s", b.as_secs_f64());
+        println!(
+            "    ratio adt-runner/autopkgtest = {:.3} (target <= 0.5)",
+            a.as_secs_f64() / b.as_secs_f64()
+        );
+    }
 }
