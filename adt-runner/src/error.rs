@@ -32,7 +32,10 @@ impl RunError {
 
 impl From<SshError> for RunError {
     fn from(e: SshError) -> Self {
-        RunError::Testbed(e.to_string())
+        match e {
+            SshError::Interrupted(_) => RunError::Error(e.to_string()),
+            e => RunError::Testbed(e.to_string()),
+        }
     }
 }
 

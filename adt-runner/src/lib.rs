@@ -24,6 +24,7 @@ pub mod results;
 pub mod run;
 pub mod select;
 pub mod session;
+pub mod signal;
 pub mod source;
 pub mod ssh;
 pub mod testbed;

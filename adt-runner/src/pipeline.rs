@@ -68,6 +68,7 @@ pub fn run(req: &Request, open: Opener) -> i32 {
         Ok(code) => code,
         Err((e, blamed)) => report_error(&out, &e, &blamed),
     };
+    let interrupted = crate::signal::take();
     if let Some(sess) = &session {
         out.testinfo(&testinfo(sess, req));
     }
@@ -78,6 +79,9 @@ pub fn run(req: &Request, open: Opener) -> i32 {
     }
     out.write("exitcode", &format!("{code}\n"));
     out.write("duration", &format!("{}\n", started.elapsed().as_secs()));
+    if let Some(sig) = interrupted {
+        crate::signal::die_of(sig);
+    }
     code
 }
 

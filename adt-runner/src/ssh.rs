@@ -45,6 +45,8 @@ pub enum SshError {
     Session { target: String, reason: String },
     #[error("local {what} failed: {reason}")]
     Local { what: String, reason: String },
+    #[error("Received signal {0}, cleaning up...")]
+    Interrupted(i32),
 }
 
 /// How a remote command ended.
@@ -398,6 +400,9 @@ impl<'i> Pump<'i> {
         }
         let mut buf = vec![0u8; 64 * 1024];
         loop {
+            if let Some(sig) = crate::signal::pending() {
+                return Err(SshError::Interrupted(sig));
+            }
             let mut progress = self.feed(ssh, ch)?;
             let (n_out, eof_out) = read_some(ch.stream(0), &mut buf, out, ssh)?;
             let (n_err, eof_err) = read_some(ch.stderr(), &mut buf, err, ssh)?;
