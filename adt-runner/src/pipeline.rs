@@ -2,6 +2,16 @@
 //! parse, build if needed, then per test reset, install, run; errors turned
 //! into the summary lines and exit codes autopkgtest gives them.
 //!
+//! Where it knowingly differs from autopkgtest 5.28 (verdicts and exit
+//! codes stay the same):
+//! - a tree is not built just for its binaries when no test installs
+//!   anything and none needs a built tree (autopkgtest builds it anyway);
+//!   such a tree is unpacked on the host;
+//! - debian/tests/control lines that are not deb822 and fields given twice
+//!   are errors (python-debian ignores the first and keeps the last);
+//! - not supported: built trees, .changes and git sources, setup commands,
+//!   apt pockets and pinning, `--user`, `--shell`, reboot.
+//!
 //! Not for: any single step (see `source`, `apt`, `run`, `dep8`).
 
 use std::path::{Path, PathBuf};
