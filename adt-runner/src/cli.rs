@@ -30,6 +30,17 @@ pub struct Cli {
 pub enum Command {
     /// Test one source package; exit codes as autopkgtest's.
     Run(RunArgs),
+    /// Forever: select, run, store, report (SIGTERM: finish the current
+    /// package and exit; a second one: abort; SIGHUP: reload).
+    Loop(crate::loopconfig::LoopArgs),
+    /// Print what the selector would pick next, and why.
+    Next(crate::loopconfig::NextArgs),
+    /// Show the runs of a source and their classification.
+    History(crate::loopconfig::HistoryArgs),
+    /// Render the static web report.
+    Web(crate::loopconfig::WebArgs),
+    /// Run the configured reporters on a stored result.
+    Report(crate::loopconfig::ReportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -129,6 +140,11 @@ impl RunArgs {
 pub fn main(cli: Cli, command_line: String) -> i32 {
     match cli.command {
         Command::Run(args) => run(&args, command_line),
+        Command::Loop(args) => crate::service::run(&args),
+        Command::Next(args) => crate::service::commands::next(&args),
+        Command::History(args) => crate::service::commands::history(&args),
+        Command::Web(args) => crate::service::commands::web(&args),
+        Command::Report(args) => crate::service::commands::report(&args),
     }
 }
 

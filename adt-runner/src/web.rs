@@ -46,7 +46,7 @@ fn esc(s: &str) -> String {
 }
 
 /// `20261122_080000` → `2026-11-22 08:00:00`.
-fn date(stamp: &str) -> String {
+pub fn date(stamp: &str) -> String {
     let b = stamp.as_bytes();
     if b.len() != 15 || b[8] != b'_' {
         return stamp.to_string();
@@ -70,7 +70,7 @@ fn duration(secs: u64) -> String {
     }
 }
 
-fn absolute(p: &Path) -> PathBuf {
+pub fn absolute(p: &Path) -> PathBuf {
     let p = if p.is_absolute() {
         p.to_path_buf()
     } else {
@@ -96,7 +96,11 @@ fn relative(from: &Path, to: &Path) -> String {
     let t: Vec<_> = to.components().collect();
     let common = f.iter().zip(&t).take_while(|(a, b)| a == b).count();
     let mut parts: Vec<String> = vec!["..".into(); f.len() - common];
-    parts.extend(t[common..].iter().map(|c| c.as_os_str().to_string_lossy().into_owned()));
+    parts.extend(
+        t[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
     if parts.is_empty() {
         ".".into()
     } else {
@@ -238,7 +242,10 @@ impl Site {
             n = latest.len(),
             c = counts_html(&counts)
         );
-        write_page(&self.out.join("index.html"), &page("autopkgtest results", "", &body))?;
+        write_page(
+            &self.out.join("index.html"),
+            &page("autopkgtest results", "", &body),
+        )?;
         let j: Vec<_> = latest.iter().map(run_json).collect();
         write_page(
             &self.out.join("index.json"),
@@ -289,7 +296,10 @@ impl Site {
                 n = regs.len()
             )
         };
-        write_page(&self.out.join("regressions.html"), &page("Regressions", "", &body))?;
+        write_page(
+            &self.out.join("regressions.html"),
+            &page("Regressions", "", &body),
+        )?;
         write_page(
             &self.out.join("regressions.json"),
             &serde_json::to_string(&j).unwrap_or_default(),
@@ -361,7 +371,10 @@ impl Site {
                 esc(source)
             );
         }
-        write_page(&dir.join(format!("{source}.html")), &page(source, "../", &body))?;
+        write_page(
+            &dir.join(format!("{source}.html")),
+            &page(source, "../", &body),
+        )?;
         let j = json!({
             "source": source,
             "runs_total": total,
@@ -381,12 +394,18 @@ mod tests {
 
     #[test]
     fn text_is_escaped() {
-        assert_eq!(esc("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 
     #[test]
     fn relative_paths_climb_to_the_common_parent() {
-        assert_eq!(relative(Path::new("/w/out/packages"), Path::new("/w/results")), "../../results");
+        assert_eq!(
+            relative(Path::new("/w/out/packages"), Path::new("/w/results")),
+            "../../results"
+        );
         assert_eq!(relative(Path::new("/w/r"), Path::new("/w/r")), ".");
         assert_eq!(relative(Path::new("/w/r/web"), Path::new("/w/r")), "..");
     }

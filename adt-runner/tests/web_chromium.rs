@@ -15,7 +15,15 @@ use adt_runner::results::Store;
 use adt_runner::web::Site;
 use common::{ensure_packages, output_dir};
 
-fn record(hist: &mut History, store: &Store, src: &str, ver: &str, code: i32, summary: &str, tmp: &Path) {
+fn record(
+    hist: &mut History,
+    store: &Store,
+    src: &str,
+    ver: &str,
+    code: i32,
+    summary: &str,
+    tmp: &Path,
+) {
     let out = tmp.join(format!("out-{src}-{}", hist.runs(src, 1000).unwrap().len()));
     output_dir(&out, src, ver, code, summary, "the transcript\n");
     let stored = store.store(src, &out, "{}").unwrap();
@@ -78,7 +86,10 @@ fn chromium(profile: &Path, args: &[String], url: &str) -> String {
     };
     let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
     let _ = child.wait();
-    assert!(status.is_some_and(|s| s.success()), "chromium on {url}: {status:?}");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "chromium on {url}: {status:?}"
+    );
     reader.join().unwrap()
 }
 
@@ -102,13 +113,20 @@ fn assert_links_resolve(page: &Path, dom: &str) {
     let links = hrefs(dom);
     assert!(!links.is_empty());
     for l in links {
-        assert!(dir.join(&l).exists(), "{}: link {l} leads nowhere", page.display());
+        assert!(
+            dir.join(&l).exists(),
+            "{}: link {l} leads nowhere",
+            page.display()
+        );
     }
 }
 
 #[test]
 fn pages_load_in_chromium_with_their_rows_and_working_links() {
-    if let Err(why) = ensure_packages(|| Command::new("chromium").arg("--version").output().is_ok(), &["chromium"]) {
+    if let Err(why) = ensure_packages(
+        || Command::new("chromium").arg("--version").output().is_ok(),
+        &["chromium"],
+    ) {
         eprintln!("skipped: {why}");
         return;
     }
@@ -124,7 +142,15 @@ fn pages_load_in_chromium_with_their_rows_and_working_links() {
     record(&mut hist, &store, "hello", "2.10-2", 0, pass, d.path());
     record(&mut hist, &store, "hello", "2.10-3", 4, fail, d.path());
     record(&mut hist, &store, "bash", "5.2.15-2", 0, pass, d.path());
-    record(&mut hist, &store, "gzip", "1.12-1", 16, "testbed failure: ssh lost\n", d.path());
+    record(
+        &mut hist,
+        &store,
+        "gzip",
+        "1.12-1",
+        16,
+        "testbed failure: ssh lost\n",
+        d.path(),
+    );
     record(&mut hist, &store, "libxml2", "2.9.14", 4, fail, d.path());
 
     let site = Site {
@@ -135,17 +161,31 @@ fn pages_load_in_chromium_with_their_rows_and_working_links() {
     assert_eq!(site.render_all(&hist).unwrap(), 6);
 
     let profile = tempfile::tempdir().unwrap();
-    let dump = |p: &Path| chromium(profile.path(), &["--dump-dom".into()], &format!("file://{}", p.display()));
+    let dump = |p: &Path| {
+        chromium(
+            profile.path(),
+            &["--dump-dom".into()],
+            &format!("file://{}", p.display()),
+        )
+    };
 
     let index = site.out.join("index.html");
     let dom = dump(&index);
     assert_eq!(rows(&dom, "latest"), 4, "one row per source: {dom}");
-    for (src, class) in [("bash", "PASS"), ("gzip", "TMPFAIL"), ("hello", "REGRESSION"), ("libxml2", "ALWAYSFAIL")] {
+    for (src, class) in [
+        ("bash", "PASS"),
+        ("gzip", "TMPFAIL"),
+        ("hello", "REGRESSION"),
+        ("libxml2", "ALWAYSFAIL"),
+    ] {
         let row = dom
             .split("<tr>")
             .find(|r| r.contains(&format!("packages/{src}.html")))
             .unwrap_or_else(|| panic!("no row for {src}"));
-        assert!(row.contains(&format!("badge {class}")), "{src} is {class}: {row}");
+        assert!(
+            row.contains(&format!("badge {class}")),
+            "{src} is {class}: {row}"
+        );
     }
     assert_links_resolve(&index, &dom);
 
@@ -155,7 +195,10 @@ fn pages_load_in_chromium_with_their_rows_and_working_links() {
     assert_eq!(rows(&dom, "tests"), 2);
     assert!(dom.contains("2.10-3"));
     assert_links_resolve(&page, &dom);
-    let logs = hrefs(&dom).into_iter().filter(|h| h.ends_with("log.gz")).count();
+    let logs = hrefs(&dom)
+        .into_iter()
+        .filter(|h| h.ends_with("log.gz"))
+        .count();
     assert_eq!(logs, 2, "a log link per run");
 
     let regs = site.out.join("regressions.html");
@@ -164,8 +207,10 @@ fn pages_load_in_chromium_with_their_rows_and_working_links() {
     assert!(dom.contains("hello") && dom.contains(">unit<"), "{dom}");
     assert_links_resolve(&regs, &dom);
 
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(site.out.join("packages/hello.json")).unwrap()).unwrap();
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(site.out.join("packages/hello.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(json["runs"].as_array().unwrap().len(), 2);
     assert_eq!(json["latest_tests"][1]["class"], "REGRESSION");
 
@@ -179,11 +224,19 @@ fn pages_load_in_chromium_with_their_rows_and_working_links() {
         let _ = std::fs::remove_file(&shot);
         chromium(
             profile.path(),
-            &[format!("--screenshot={}", shot.display()), format!("--window-size={size}"), "--hide-scrollbars".into()],
+            &[
+                format!("--screenshot={}", shot.display()),
+                format!("--window-size={size}"),
+                "--hide-scrollbars".into(),
+            ],
             &format!("file://{}", p.display()),
         );
         let png = std::fs::read(&shot).unwrap();
-        assert!(png.starts_with(b"\x89PNG") && png.len() > 5000, "{} is a real screenshot", shot.display());
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 5000,
+            "{} is a real screenshot",
+            shot.display()
+        );
         eprintln!("screenshot: {}", shot.display());
     }
 }

@@ -1,0 +1,327 @@
+//! `adt-runner loop`: the unattended service. Forever: retry spooled mail,
+//! select, run the package (`adt-runner run` as a child process, in a
+//! process group of its own so a terminal's ^C reaches only the loop),
+//! store the result, record it in the history, commit the selector's
+//! cursor, report, re-render the web pages.
+//!
+//! Signals: SIGTERM or SIGINT lets the current package finish, be stored
+//! and reported, then exits 0. A second one kills the run, tears the
+//! testbed down (the configured teardown command for ssh testbeds; for xen
+//! testbeds adt-privd does it when the run's bus connection goes away),
+//! stores nothing, and exits 128+signal. SIGHUP re-reads the configuration
+//! after the current package. Readiness and status go to systemd
+//! (sd_notify, `notify`).
+//!
+//! Not for: testing one package (`pipeline`), the one-shot commands
+//! (`commands`).
+
+pub mod commands;
+pub mod notify;
+
+use std::fs;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+use crate::history::{parse_summary, History, NewRun};
+use crate::loopconfig::{Config, LoopArgs};
+use crate::report::{mail, verdict_text};
+use crate::select::Pick;
+use crate::verdict::ERROR;
+use crate::web::Site;
+
+const TICK: Duration = Duration::from_millis(100);
+/// How long an aborted run gets between SIGTERM and SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(10);
+
+/// How a package's run ended.
+enum Outcome {
+    /// Stored and reported.
+    Stored,
+    /// Aborted by a second signal: nothing stored.
+    Aborted,
+}
+
+/// Runs the loop; returns the exit code.
+pub fn run(args: &LoopArgs) -> i32 {
+    let mut cfg = match Config::load(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("adt-runner loop: {e}");
+            return ERROR;
+        }
+    };
+    if let Err(e) = check(&cfg).and_then(|()| notify::install()) {
+        eprintln!("adt-runner loop: {e}");
+        return ERROR;
+    }
+    notify::notify("READY=1\nSTATUS=started");
+    tracing::info!(results = %cfg.results.display(), selector = ?cfg.selector, "loop started");
+    let code = loop {
+        if notify::stops() > 0 {
+            break 0;
+        }
+        if notify::take_reload() {
+            cfg = reload(args, cfg);
+        }
+        if let Some(m) = &cfg.reporters.mail {
+            if let Err(e) = mail::flush(m) {
+                tracing::error!(error = %e, "cannot send spooled mail");
+            }
+        }
+        let pick = match cfg.selector().next(false) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("adt-runner loop: selection failed: {e}");
+                if args.once {
+                    break ERROR;
+                }
+                idle(&cfg);
+                continue;
+            }
+        };
+        let Some(pick) = pick else {
+            notify::notify("STATUS=idle: nothing to test");
+            if args.once {
+                break 0;
+            }
+            idle(&cfg);
+            continue;
+        };
+        eprintln!(
+            "adt-runner loop: testing {}: {}",
+            pick.request.source, pick.why
+        );
+        notify::notify(&format!("STATUS=testing {}", pick.request.source));
+        match run_one(&cfg, &pick) {
+            Ok(Outcome::Stored) => {}
+            Ok(Outcome::Aborted) => break 128 + notify::last_stop(),
+            Err(e) => {
+                eprintln!("adt-runner loop: {}: {e}", pick.request.source);
+                if args.once {
+                    break ERROR;
+                }
+                idle(&cfg);
+            }
+        }
+        if args.once {
+            break 0;
+        }
+    };
+    notify::notify("STOPPING=1");
+    eprintln!("adt-runner loop: exiting ({code})");
+    code
+}
+
+/// What the loop cannot start without.
+fn check(cfg: &Config) -> Result<(), String> {
+    if cfg.testbed.is_none() {
+        return Err("no testbed: give --testbed or `testbed` in the configuration".into());
+    }
+    fs::create_dir_all(&cfg.results).map_err(|e| {
+        format!(
+            "cannot create the results directory {}: {e}",
+            cfg.results.display()
+        )
+    })
+}
+
+fn reload(args: &LoopArgs, old: Config) -> Config {
+    notify::notify("RELOADING=1");
+    let new = Config::load(args).and_then(|c| check(&c).map(|()| c));
+    let cfg = match new {
+        Ok(c) => {
+            eprintln!("adt-runner loop: configuration reloaded");
+            c
+        }
+        Err(e) => {
+            eprintln!("adt-runner loop: configuration not reloaded, keeping the old one: {e}");
+            old
+        }
+    };
+    notify::notify("READY=1");
+    cfg
+}
+
+/// Sleeps `idle_seconds`, waking early for a signal.
+fn idle(cfg: &Config) {
+    let end = Instant::now() + Duration::from_secs(cfg.idle_seconds);
+    while Instant::now() < end && notify::stops() == 0 && !notify::reload_pending() {
+        std::thread::sleep(TICK);
+    }
+}
+
+/// The `adt-runner run` command line for `pick`.
+fn run_command(cfg: &Config, pick: &Pick, out: &Path) -> Command {
+    let exe = std::env::current_exe().unwrap_or_else(|_| "adt-runner".into());
+    let mut c = Command::new(exe);
+    c.arg("run").arg(&pick.request.source);
+    if let Some(t) = &cfg.testbed {
+        c.arg("--testbed").arg(t);
+    }
+    if let Some(i) = &cfg.identity {
+        c.arg("--identity").arg(i);
+    }
+    if let Some(r) = &cfg.revert_command {
+        c.arg("--revert-command").arg(r);
+    }
+    if let Some(l) = &cfg.login {
+        c.arg("--login").arg(l);
+    }
+    for cap in &cfg.capabilities {
+        c.arg("--capability").arg(cap);
+    }
+    for e in &pick.request.env {
+        c.arg("--env").arg(e);
+    }
+    if let Some(t) = &pick.request.testname {
+        c.arg("--testname").arg(t);
+    }
+    c.args(&cfg.run_args).arg("--output-dir").arg(out);
+    c
+}
+
+/// Waits for the run; a second stop signal kills it. `None`: aborted.
+fn wait(child: &mut Child) -> Result<Option<i32>, String> {
+    loop {
+        if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
+            return Ok(Some(
+                st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0)),
+            ));
+        }
+        if notify::stops() >= 2 {
+            let pg = Pid::from_raw(child.id() as i32);
+            eprintln!("adt-runner loop: second signal: aborting the current test");
+            let _ = killpg(pg, Signal::SIGTERM);
+            let end = Instant::now() + KILL_GRACE;
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < end {
+                std::thread::sleep(TICK);
+            }
+            let _ = killpg(pg, Signal::SIGKILL);
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(TICK);
+    }
+}
+
+fn teardown(cfg: &Config) {
+    let Some(cmd) = &cfg.teardown_command else {
+        return;
+    };
+    eprintln!("adt-runner loop: tearing the testbed down: {cmd}");
+    match Command::new("/bin/sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::null())
+        .status()
+    {
+        Ok(s) if s.success() => {}
+        Ok(s) => eprintln!("adt-runner loop: teardown command {cmd:?} failed: {s}"),
+        Err(e) => eprintln!("adt-runner loop: cannot run teardown command {cmd:?}: {e}"),
+    }
+}
+
+/// The name results are filed under: the tested source's own name, else
+/// the request's (a path's last component).
+fn source_name(out: &Path, pick: &Pick) -> String {
+    let tested = fs::read_to_string(out.join("testpkg-version"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(String::from));
+    tested.unwrap_or_else(|| {
+        Path::new(&pick.request.source)
+            .file_name()
+            .map_or("unknown".into(), |n| {
+                n.to_string_lossy()
+                    .trim_end_matches(".dsc")
+                    .split('_')
+                    .next()
+                    .unwrap_or("unknown")
+                    .to_ascii_lowercase()
+            })
+    })
+}
+
+fn run_one(cfg: &Config, pick: &Pick) -> Result<Outcome, String> {
+    let work = cfg.work_dir().join(format!("run.{}", std::process::id()));
+    let _ = fs::remove_dir_all(&work);
+    fs::create_dir_all(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
+    let out = work.join("out");
+    let started = Instant::now();
+    let mut child = run_command(cfg, pick, &out)
+        .stdin(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot start adt-runner run: {e}"))?;
+    let Some(code) = wait(&mut child)? else {
+        teardown(cfg);
+        let _ = fs::remove_dir_all(&work);
+        return Ok(Outcome::Aborted);
+    };
+    fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let missing = |n: &str| !out.join(n).exists();
+    if missing("exitcode") {
+        let _ = fs::write(out.join("exitcode"), format!("{code}\n"));
+    }
+    if missing("duration") {
+        let _ = fs::write(
+            out.join("duration"),
+            format!("{}\n", started.elapsed().as_secs()),
+        );
+    }
+    let source = source_name(&out, pick);
+    let request = serde_json::json!({
+        "source": pick.request.source,
+        "request": serde_json::from_str::<serde_json::Value>(&pick.request.json()).unwrap_or_default(),
+        "why": pick.why,
+        "control": pick.control,
+    });
+    let stored = cfg.store().store(&source, &out, &request.to_string())?;
+    let read = |n: &str| fs::read_to_string(out.join(n)).unwrap_or_default();
+    let version = read("testpkg-version")
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("")
+        .to_string();
+    let mut hist = History::open(&cfg.history_path())?;
+    let (_, class) = hist.record(&NewRun {
+        source: source.clone(),
+        version: version.clone(),
+        release: cfg.release.clone(),
+        arch: cfg.arch.clone(),
+        started: stored.stamp.clone(),
+        duration: read("duration").trim().parse().unwrap_or(0),
+        exitcode: code,
+        result_dir: stored.rel.clone(),
+        request: pick.request.json(),
+        seen: pick.seen.clone(),
+        tests: parse_summary(&read("summary")),
+    })?;
+    let _ = fs::remove_dir_all(&work);
+    cfg.selector().commit(pick)?;
+    eprintln!(
+        "adt-runner loop: {source} {version}: {class} (exit code {code}), stored in {}",
+        stored.dir.display()
+    );
+    if let Err(e) = cfg
+        .reporters
+        .report(&stored.dir, &verdict_text(class.as_str(), Some(code)))
+    {
+        eprintln!("adt-runner loop: reporting {source}: {e}");
+    }
+    if let Some(web) = &cfg.web_out {
+        let site = Site {
+            out: web.clone(),
+            results_url: cfg.results_url.clone(),
+            results_dir: cfg.results.clone(),
+        };
+        if let Err(e) = site.render_after_run(&hist, &source) {
+            eprintln!("adt-runner loop: web report: {e}");
+        }
+    }
+    Ok(Outcome::Stored)
+}
