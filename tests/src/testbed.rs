@@ -1,6 +1,6 @@
 //! The sshd testbed from Rust: a debootstrapped Debian 12 root (cached),
 //! an overlay over it and sshd chrooted in it on a loopback port, in its own
-//! mount and PID namespaces. This module drives the shell scripts in
+//! mount, PID and UTS namespaces. This module drives the shell scripts in
 //! tests/testbed/ (start, revert, stop), which also work by hand.
 //!
 //! Not for: the Xen testbed (tests/xenlab/) or talking ssh itself; tests
@@ -248,6 +248,12 @@ mod tests {
         assert_eq!(lines.next(), Some("0"), "login is not root: {who}");
         let version = lines.next().unwrap_or_default();
         assert!(version.starts_with("12."), "not Debian 12: {version:?}");
+        // Its own host name, which resolves (sudo warns on stderr otherwise).
+        let name = ssh_stdout(
+            &testbed,
+            "hostname; getent hosts \"$(hostname)\" >/dev/null && echo resolves",
+        );
+        assert_eq!(name, "adt-testbed\nresolves\n", "host name of the testbed");
         assert_eq!(
             ssh_stdout(&testbed, "cat /root/revert-probe").trim(),
             "written-before-revert"
