@@ -170,6 +170,18 @@ CREATE TABLE IF NOT EXISTS passed (
     test TEXT NOT NULL,
     PRIMARY KEY (source, test)
 ) WITHOUT ROWID;
+-- Kept up to date by `record`, so that the index and a package page with
+-- millions of runs read a row per source instead of scanning runs.
+CREATE TABLE IF NOT EXISTS latest (
+    source TEXT PRIMARY KEY,
+    run INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counts (
+    source TEXT NOT NULL,
+    class TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (source, class)
+) WITHOUT ROWID;
 ";
 
 /// The name standing for the whole package in `passed` (a run that failed
@@ -232,6 +244,18 @@ impl History {
         )
         .map_err(wrap)?;
         let id = tx.last_insert_rowid();
+        tx.execute(
+            "INSERT INTO latest (source, run) VALUES (?1, ?2)
+             ON CONFLICT (source) DO UPDATE SET run = excluded.run",
+            params![run.source, id],
+        )
+        .map_err(wrap)?;
+        tx.execute(
+            "INSERT INTO counts (source, class, n) VALUES (?1, ?2, 1)
+             ON CONFLICT (source, class) DO UPDATE SET n = n + 1",
+            params![run.source, class.as_str()],
+        )
+        .map_err(wrap)?;
         for (seq, (t, c)) in run.tests.iter().zip(&classes).enumerate() {
             tx.execute(
                 "INSERT INTO tests (run, seq, name, result, detail, class) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -305,7 +329,7 @@ impl History {
     }
 
     const RUN_COLUMNS: &'static str =
-        "id, source, version, release, arch, started, duration, exitcode, result_dir, class";
+        "runs.id, runs.source, version, release, arch, started, duration, exitcode, result_dir, runs.class";
 
     /// The newest `limit` runs of `source`, newest first.
     pub fn runs(&self, source: &str, limit: usize) -> Result<Vec<Run>, String> {
@@ -332,7 +356,7 @@ impl History {
     pub fn counts(&self, source: &str) -> Result<Vec<(Class, u64)>, String> {
         let mut st = self
             .db
-            .prepare_cached("SELECT class, COUNT(*) FROM runs WHERE source = ?1 GROUP BY class")
+            .prepare_cached("SELECT class, n FROM counts WHERE source = ?1")
             .map_err(|e| format!("history: {e}"))?;
         let rows = st
             .query_map(params![source], |r| {
@@ -349,7 +373,7 @@ impl History {
     /// The latest run of every source, by source name.
     pub fn latest(&self) -> Result<Vec<Run>, String> {
         let sql = format!(
-            "SELECT {} FROM runs WHERE id IN (SELECT MAX(id) FROM runs GROUP BY source) ORDER BY source",
+            "SELECT {} FROM latest JOIN runs ON runs.id = latest.run ORDER BY latest.source",
             Self::RUN_COLUMNS
         );
         self.query_runs(&sql, [])
@@ -391,8 +415,7 @@ impl History {
         let mut st = self
             .db
             .prepare(
-                "SELECT source, started, seen FROM runs
-                 WHERE id IN (SELECT MAX(id) FROM runs GROUP BY source)",
+                "SELECT runs.source, started, seen FROM latest JOIN runs ON runs.id = latest.run",
             )
             .map_err(|e| format!("history: {e}"))?;
         let rows = st
