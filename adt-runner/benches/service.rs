@@ -56,7 +56,12 @@ fn run(source: &str, version: &str, i: usize, summary: &str, code: i32) -> NewRu
         version: version.into(),
         release: "bookworm".into(),
         arch: "amd64".into(),
-        started: format!("2026{:02}{:02}_{:06}", 1 + i / 86_400 / 28 % 12, 1 + i / 86_400 % 28, i % 86_400 % 240_000),
+        started: format!(
+            "2026{:02}{:02}_{:06}",
+            1 + i / 86_400 / 28 % 12,
+            1 + i / 86_400 % 28,
+            i % 86_400 % 240_000
+        ),
         duration: 60,
         exitcode: code,
         result_dir: format!("bookworm/amd64/{}/{source}/{i}@", &source[..1]),
@@ -82,7 +87,10 @@ fn main() {
     let last = idx.testable().nth(testable / 2).unwrap().name.clone();
     println!(
         "  round-robin pick (parse + pick):       {}",
-        ms(time(5, || round_robin(&Index::parse(&text).unwrap(), Some(&last))))
+        ms(time(5, || round_robin(
+            &Index::parse(&text).unwrap(),
+            Some(&last)
+        )))
     );
 
     let d = tempfile::tempdir().unwrap();
@@ -97,12 +105,18 @@ fn main() {
         Ok(())
     })
     .unwrap();
-    println!("  history: one run per source recorded in {}", ms(t.elapsed()));
+    println!(
+        "  history: one run per source recorded in {}",
+        ms(t.elapsed())
+    );
     let changed_pick = time(5, || {
         let last = hist.last_seen().unwrap();
         changed::pick(&idx, &last, 0, 0)
     });
-    println!("  changed-first pick (history + pick):   {}", ms(changed_pick));
+    println!(
+        "  changed-first pick (history + pick):   {}",
+        ms(changed_pick)
+    );
 
     let t = Instant::now();
     let pass = "smoke                PASS\nunit                 PASS\n";

@@ -79,7 +79,7 @@ pub fn pick(
             )
         }
     };
-    let fair_turn = fair_every > 0 && (picks + 1) % fair_every == 0;
+    let fair_turn = fair_every > 0 && (picks + 1).is_multiple_of(fair_every);
     let (src, why) = match changed {
         Some((_, _, _)) if fair_turn => (
             src,

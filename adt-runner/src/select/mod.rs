@@ -97,6 +97,15 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The name as configured.
+    pub fn name(&self) -> &str {
+        match self {
+            Kind::RoundRobin => "round-robin",
+            Kind::ChangedFirst => "changed-first",
+            Kind::Program(p) => p,
+        }
+    }
+
     pub fn parse(s: &str) -> Kind {
         match s {
             "round-robin" => Kind::RoundRobin,
@@ -181,8 +190,8 @@ impl Selector {
     fn index(&self) -> Result<Index, String> {
         let path = self.sources.as_ref().ok_or_else(|| {
             format!(
-                "selector {:?} needs a Sources index: give --sources FILE or `sources` in the configuration",
-                self.kind
+                "selector {} needs a Sources index: give --sources FILE or `sources` in the configuration",
+                self.kind.name()
             )
         })?;
         Index::read(path)
