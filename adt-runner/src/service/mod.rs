@@ -280,7 +280,21 @@ fn run_one(cfg: &Config, pick: &Pick) -> Result<Outcome, String> {
         "why": pick.why,
         "control": pick.control,
     });
-    let stored = cfg.store().store(&source, &out, &request.to_string())?;
+    let stored = match cfg.store().store(&source, &out, &request.to_string()) {
+        Ok(s) => s,
+        Err(e) => {
+            // Keep the output for a human rather than reuse its directory.
+            let keep = cfg.work_dir().join(format!(
+                "unstored.{source}.{}",
+                crate::results::stamp(std::time::SystemTime::now())
+            ));
+            let _ = fs::rename(&work, &keep);
+            return Err(format!(
+                "{e}; the run's output is kept in {}",
+                keep.display()
+            ));
+        }
+    };
     let read = |n: &str| fs::read_to_string(out.join(n)).unwrap_or_default();
     let version = read("testpkg-version")
         .split_whitespace()
