@@ -235,3 +235,43 @@ fn changed_first_picks_a_source_whose_dependency_was_bumped() {
     assert_eq!(p.request.source, "gzip", "{}", p.why);
     assert!(p.why.contains(&dep), "{}", p.why);
 }
+
+#[test]
+fn adt_runner_next_prints_the_pick_and_why_without_committing() {
+    let path = common::bookworm_sources();
+    let first = testable_names(&std::fs::read_to_string(&path).unwrap())
+        .into_iter()
+        .next()
+        .unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let next = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_adt-runner"))
+            .args(["next", "--selector", "round-robin", "--sources"])
+            .arg(&path)
+            .arg("--results")
+            .arg(d.path())
+            .env("ADT_RUNNER_CONFIG", d.path().join("none.toml"))
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // A configuration file that does not exist is an error naming it.
+    let (code, _, err) = next();
+    assert_eq!(code, Some(20));
+    assert!(err.contains("none.toml"), "{err}");
+    std::fs::write(d.path().join("none.toml"), "").unwrap();
+    let (code, out, err) = next();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out,
+        format!(
+            "{first}\nwhy: round-robin: first in alphabetical order (1 of {} sources with tests)\n",
+            Index::read(&path).unwrap().testable().count()
+        )
+    );
+    assert_eq!(next().1, out, "next commits nothing");
+}
