@@ -333,6 +333,20 @@ fn three_packages_in_order_and_sigterm_lets_the_second_finish() {
             "{p} on the web index"
         );
     }
+    // The whole report again, elsewhere, from the command line.
+    let out2 = svc.path("web2").display().to_string();
+    let web = svc.command(&["web", "--out", &out2]).output().unwrap();
+    let said = String::from_utf8_lossy(&web.stdout);
+    assert!(
+        said.starts_with("5 pages written"),
+        "{said} {}",
+        String::from_utf8_lossy(&web.stderr)
+    );
+    let page = std::fs::read_to_string(svc.path("web2/packages/adt-loop-third.html")).unwrap();
+    assert!(
+        page.contains("badge ALWAYSFAIL") && page.contains("log.gz"),
+        "{page}"
+    );
 }
 
 #[test]
