@@ -9,14 +9,17 @@ use bed::{fixture, run, unavailable, Bed, HEAVY};
 macro_rules! need_testbed {
     () => {
         if let Some(why) = unavailable() {
-            eprintln!("skipped: {why}");
+            adt_systest::skip(&why);
             return;
         }
     };
 }
 
-/// (fixture, [(test, verdict prefix)], exit code), from DEP-8's rules.
-const CASES: &[(&str, &[(&str, &str)], i32)] = &[
+/// (fixture, [(test, verdict prefix)], exit code).
+type Case = (&'static str, &'static [(&'static str, &'static str)], i32);
+
+/// The expected outcome of every fixture, from DEP-8's rules.
+const CASES: &[Case] = &[
     ("allow-stderr-passes", &[("warns-on-stderr", "PASS")], 0),
     ("stderr-fails", &[("warns-on-stderr", "FAIL stderr: ")], 4),
     (
