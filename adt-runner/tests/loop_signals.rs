@@ -238,7 +238,7 @@ fn queue_line(pkg: &str, json: &str) -> String {
 fn three_packages_in_order_and_sigterm_lets_the_second_finish() {
     let tb = match Testbed::start() {
         Ok(t) => t,
-        Err(why) => return eprintln!("skipped: {why}"),
+        Err(why) => return adt_systest::skip(&why),
     };
     let svc = Service::new(
         &tb,
@@ -353,7 +353,7 @@ fn three_packages_in_order_and_sigterm_lets_the_second_finish() {
 fn a_second_signal_aborts_the_test_and_tears_the_testbed_down() {
     let tb = match Testbed::start() {
         Ok(t) => t,
-        Err(why) => return eprintln!("skipped: {why}"),
+        Err(why) => return adt_systest::skip(&why),
     };
     let svc = Service::new(
         &tb,
@@ -400,7 +400,7 @@ fn a_second_signal_aborts_the_test_and_tears_the_testbed_down() {
 fn sighup_reloads_the_configuration_and_keeps_it_when_the_new_one_is_bad() {
     let tb = match Testbed::start() {
         Ok(t) => t,
-        Err(why) => return eprintln!("skipped: {why}"),
+        Err(why) => return adt_systest::skip(&why),
     };
     let svc = Service::new(&tb, &[queue_line("first", "")]);
     svc.configure(&tb, "true", "");

@@ -12,7 +12,7 @@ use bed::{unavailable, Bed};
 macro_rules! need_testbed {
     () => {
         if let Some(why) = unavailable() {
-            eprintln!("skipped: {why}");
+            adt_systest::skip(&why);
             return;
         }
     };

@@ -127,7 +127,7 @@ fn pages_load_in_chromium_with_their_rows_and_working_links() {
         || Command::new("chromium").arg("--version").output().is_ok(),
         &["chromium"],
     ) {
-        eprintln!("skipped: {why}");
+        adt_systest::skip(&why);
         return;
     }
     let d = tempfile::tempdir().unwrap();

@@ -233,7 +233,7 @@ mod tests {
     #[test]
     fn testbed_starts_logs_in_reverts_and_stops_without_leaks() {
         if !nix::unistd::Uid::effective().is_root() {
-            eprintln!("skipped: the sshd testbed needs root (namespaces, overlayfs, chroot)");
+            crate::skip("the sshd testbed needs root (namespaces, overlayfs, chroot)");
             return;
         }
         let mut testbed = SshTestbed::start().expect("start the testbed");

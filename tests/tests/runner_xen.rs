@@ -131,7 +131,7 @@ fn run_as_user(
 #[test]
 fn xen_testbed_through_adt_privd_as_an_ordinary_user() {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root (users, namespaces, loop devices, polkitd)");
+        adt_systest::skip("needs root (users, namespaces, loop devices, polkitd)");
         return;
     }
     users::ensure();
