@@ -81,6 +81,11 @@ pub struct RunArgs {
     /// Do not build a .dsc or tree just to use its binaries (autopkgtest -B).
     #[arg(long, short = 'B')]
     pub no_built_binaries: bool,
+    /// A binary package the tests' `@` installs instead of the archive's
+    /// (autopkgtest's .deb argument; repeatable), e.g. with -B for a tree
+    /// the testbed cannot build.
+    #[arg(long = "binary", value_name = "DEB")]
+    pub binaries: Vec<PathBuf>,
     /// Parallel jobs for builds and DEB_BUILD_OPTIONS (default: nproc).
     #[arg(long)]
     pub build_parallel: Option<String>,
@@ -173,6 +178,7 @@ fn run(args: &RunArgs, command_line: String) -> i32 {
         skip_tests: args.skip_tests.clone(),
         timeouts: args.timeouts(),
         built_binaries: !args.no_built_binaries,
+        extra_binaries: args.binaries.clone(),
         build_parallel: args.build_parallel.clone(),
         command_line,
     };

@@ -39,6 +39,8 @@ pub struct Request {
     pub skip_tests: Vec<String>,
     pub timeouts: Timeouts,
     pub built_binaries: bool,
+    /// Given .debs, published like built ones (`--binary`).
+    pub extra_binaries: Vec<PathBuf>,
     pub build_parallel: Option<String>,
     pub command_line: String,
 }
@@ -191,6 +193,7 @@ impl Run<'_> {
             src.arg()
         ));
         self.blamed.push(src.arg());
+        self.take_given_binaries()?;
         sess.reset(&[], self.out)?;
         let built_binaries = self.req.built_binaries && !matches!(src, Source::Apt(_));
         let unneeded = built_binaries && binaries_unneeded(src, sess);
@@ -229,7 +232,8 @@ impl Run<'_> {
         if build_needed && built_binaries {
             std::fs::create_dir_all(&self.binaries.dir)
                 .map_err(|e| RunError::Error(e.to_string()))?;
-            self.binaries.registered = source::collect_debs(sess, &unpacked, &self.binaries.dir)?;
+            let built = source::collect_debs(sess, &unpacked, &self.binaries.dir)?;
+            self.binaries.registered.extend(built);
         }
         let parsed = self.parse(&host_tree, sess, &self.req.only_tests)?;
         if !parsed.skipped.is_empty() {
@@ -242,6 +246,30 @@ impl Run<'_> {
         };
         self.run_tests(sess, &tests, &tree)?;
         self.out.show_summary();
+        Ok(())
+    }
+
+    /// The `--binary` debs, kept as `<package>.deb` beside built ones.
+    fn take_given_binaries(&mut self) -> Result<(), RunError> {
+        for deb in &self.req.extra_binaries {
+            let name = deb.file_name().map(|n| n.to_string_lossy().into_owned());
+            let Some(pkg) = name
+                .as_deref()
+                .filter(|n| n.ends_with(".deb"))
+                .and_then(|n| n.split('_').next())
+                .filter(|p| !p.is_empty())
+            else {
+                return Err(RunError::Error(format!(
+                    "--binary {}: expected a file named PACKAGE_VERSION_ARCH.deb",
+                    deb.display()
+                )));
+            };
+            std::fs::create_dir_all(&self.binaries.dir)
+                .and_then(|()| std::fs::copy(deb, self.binaries.dir.join(format!("{pkg}.deb"))))
+                .map_err(|e| RunError::Error(format!("--binary {}: {e}", deb.display())))?;
+            self.blamed.push(format!("binary {}", deb.display()));
+            self.binaries.registered.push(pkg.to_string());
+        }
         Ok(())
     }
 

@@ -290,3 +290,64 @@ fn build_needed_test_reads_the_built_tree() {
         "the tree was built in the testbed"
     );
 }
+
+/// Builds the fixture's binary package on the host, as a buildd would.
+fn build_on_host(name: &str, dest: &std::path::Path) -> std::path::PathBuf {
+    let tree = dest.join(name);
+    let st = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(fixture(name))
+        .arg(&tree)
+        .status()
+        .unwrap();
+    assert!(st.success(), "copying the fixture failed");
+    let out = std::process::Command::new("dpkg-buildpackage")
+        .args(["-us", "-uc", "-b"])
+        .current_dir(&tree)
+        .output()
+        .expect("dpkg-buildpackage (tests/install-deps installs dpkg-dev and debhelper)");
+    assert!(
+        out.status.success(),
+        "dpkg-buildpackage failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_dir(dest)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .expect("a .deb beside the tree")
+}
+
+#[test]
+fn a_given_binary_is_what_depends_at_installs_without_a_build() {
+    need_testbed!();
+    let _heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let debs = tempfile::tempdir().unwrap();
+    let deb = build_on_host("depends-at", debs.path());
+    let bed = Bed::start();
+    // -B: the tree is not built, so only the given .deb can satisfy `@`
+    // (the archive has no adt-fixture-depends-at).
+    let ran = run(
+        &bed,
+        &fixture("depends-at"),
+        &["-B", "--binary", deb.to_str().unwrap()],
+    );
+    assert_eq!(ran.code, 0, "{}\n{}", ran.summary(), ran.stderr);
+    assert_eq!(ran.verdict("binary-installed").as_deref(), Some("PASS"));
+    assert!(
+        !ran.file("log").contains("build needed for binaries"),
+        "the tree was built although -B was given"
+    );
+    assert!(ran
+        .out
+        .path()
+        .join("out/binaries/adt-fixture-depends-at.deb")
+        .exists());
+    let without = run(&bed, &fixture("depends-at"), &["-B"]);
+    assert_eq!(
+        without.code,
+        12,
+        "without the binary `@` cannot be installed: {}",
+        without.summary()
+    );
+}
