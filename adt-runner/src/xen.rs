@@ -84,7 +84,9 @@ impl XenTestbed {
             format!("{}@{address}", self.user)
         };
         let target = parse_address(&spec, self.identity.clone()).map_err(TestbedError::Other)?;
-        self.ssh = Some(Ssh::connect(&target, SSH_WAIT)?);
+        let ssh = Ssh::connect(&target, SSH_WAIT)?;
+        make_root_writable(&ssh)?;
+        self.ssh = Some(ssh);
         Ok(())
     }
 
@@ -110,6 +112,26 @@ impl XenTestbed {
             Ok(())
         })
     }
+}
+
+/// The image contract (docs/images.md): a slot's checkpoint is made with
+/// the root file system mounted read-only, so the memory image describes
+/// exactly the origin a fresh snapshot shows; the first writer after a
+/// resume is the runner, which remounts it read-write here.
+const REMOUNT_RW: &str = "if awk '$2 == \"/\" && $4 ~ /(^|,)ro(,|$)/ { found = 1 } END { exit !found }' /proc/mounts; \
+     then mount -o remount,rw / || { echo 'cannot remount / read-write' >&2; exit 1; }; fi";
+
+fn make_root_writable(ssh: &Ssh) -> Result<(), TestbedError> {
+    let out = ssh.output(REMOUNT_RW)?;
+    if out.exit.code != 0 {
+        return Err(TestbedError::Other(format!(
+            "testbed {}: making / writable failed (exit {}): {}",
+            ssh.target(),
+            out.exit.code,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
 }
 
 impl Testbed for XenTestbed {
