@@ -123,9 +123,9 @@ def lab_artifacts():
                                          "KERNEL_VERSION": apt_candidate(f"linux-image-{kr}")}),
         Artifact("busybox", "busybox.sh", {"BUSYBOX_VERSION": apt_candidate("busybox-static")}),
         Artifact("sshkey", "sshkey.sh", {"GENERATION": "1"}),
-        Artifact("dom0-rootfs", "rootfs.sh", dict(rootfs, DEB_SRC="no"),
+        Artifact("dom0-rootfs", "rootfs.sh", dict(rootfs, DEB_SRC="no", APT_LISTS="drop"),
                  {"PACKAGES_FILE": "packages/dom0.list"}),
-        Artifact("domu-rootfs", "rootfs.sh", dict(rootfs, DEB_SRC="yes"),
+        Artifact("domu-rootfs", "rootfs.sh", dict(rootfs, DEB_SRC="yes", APT_LISTS="keep"),
                  {"PACKAGES_FILE": "packages/domu.list"}),
         Artifact("initramfs-dom0", "initramfs.sh", {"MODULES": DOM0_INITRD_MODULES, "KERNEL_RELEASE": kr},
                  {"INIT_SCRIPT": "initramfs/dom0-init"}, ["kernel", "busybox"]),
@@ -385,45 +385,77 @@ def repo_root():
     return os.path.dirname(os.path.dirname(HERE))
 
 
-def privd_inputs():
-    """The adt-privd binary and the data files the package installs, from this tree."""
-    root = repo_root()
-    binary = os.environ.get("XENLAB_PRIVD")
-    if not binary:
-        for profile in ("release", "debug"):
-            cand = os.path.join(root, "target", profile, "adt-privd")
-            if os.path.exists(cand):
-                binary = cand
-                break
-    files = {"org.autopkgtest.Xen1.conf": "dbus/org.autopkgtest.Xen1.conf",
-             "org.autopkgtest.Xen1.service": "dbus/org.autopkgtest.Xen1.service",
-             "org.autopkgtest.xen.policy": "polkit/org.autopkgtest.xen.policy",
-             "50-autopkgtest-xen.rules": "polkit/50-autopkgtest-xen.rules",
-             "adt-privd.service": "debian/autopkgtest-xen.adt-privd.service"}
-    missing = [p for p in files.values() if not os.path.exists(os.path.join(root, p))]
-    if not binary or missing:
-        return None, None, f"adt-privd binary {binary or 'not built'}, missing files {missing}"
-    return binary, {k: os.path.join(root, v) for k, v in files.items()}, None
+def package_deb():
+    """The autopkgtest-xen .deb dom0 installs: $XENLAB_DEB (a file), or the
+    committed tree built by tests/packaging/build-deb (cached per tree)."""
+    deb = os.environ.get("XENLAB_DEB")
+    if deb:
+        if not os.path.isfile(deb):
+            sys.exit(f"xenlab: XENLAB_DEB={deb} is not a file")
+        return deb
+    log("building the package of the committed tree (tests/packaging/build-deb)")
+    out = subprocess.run([os.path.join(repo_root(), "tests", "packaging", "build-deb")],
+                         stdout=subprocess.PIPE, text=True)
+    if out.returncode != 0:
+        sys.exit("xenlab: tests/packaging/build-deb failed (see above)")
+    built = out.stdout.strip().splitlines()[-1]
+    debs = sorted(f for f in os.listdir(built) if f.startswith("autopkgtest-xen_") and f.endswith(".deb"))
+    if len(debs) != 1:
+        sys.exit(f"xenlab: expected one autopkgtest-xen_*.deb in {built}, found {debs}")
+    return os.path.join(built, debs[0])
+
+
+SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+# Always copied in: the fixture whose test outlives any patience, for the
+# runner-killed-mid-test check.
+KILL_FIXTURE = "timeout"
+
+
+def lab_packages(specs):
+    """[(name, host directory or None)] from the command line: an existing
+    directory is a source tree copied in, anything else an archive name."""
+    out = []
+    for spec in specs:
+        if os.path.isdir(spec):
+            name = os.path.basename(os.path.abspath(spec))
+            if not os.path.isfile(os.path.join(spec, "debian", "control")):
+                sys.exit(f"xenlab: {spec} has no debian/control: not a source tree")
+            out.append((name, os.path.abspath(spec)))
+        elif SOURCE_NAME.match(spec):
+            out.append((spec, None))
+        else:
+            sys.exit(f"xenlab: {spec!r} is neither a directory nor a source package name")
+    names = [n for n, _ in out]
+    if len(set(names)) != len(names) or KILL_FIXTURE in names:
+        sys.exit(f"xenlab: package names must be distinct and not {KILL_FIXTURE!r} (the lab's own): {names}")
+    return out
+
+
+# autopkgtest's exit codes, from best to worst (a lab failure is 20).
+def worst_code(codes):
+    return max(codes) if codes else 0
 
 
 def run_lab(args, paths):
     """The whole lab: image, resume proof, adt-privd; figures and checks out."""
     t0 = time.time()
     job = tempfile.mkdtemp(prefix="xenlab-job-", dir=tmp_base())
+    packages = lab_packages(args.packages)
     try:
         jobdir = os.path.join(job, "job")
         shutil.copytree(os.path.join(HERE, "jobs"), jobdir)
         if not args.no_privd:
-            binary, files, why = privd_inputs()
-            if binary:
-                shutil.copy2(binary, os.path.join(jobdir, "adt-privd"))
-                os.makedirs(os.path.join(jobdir, "files"))
-                for name, src in files.items():
-                    shutil.copy2(src, os.path.join(jobdir, "files", name))
-                log(f"adt-privd from {binary}")
-            else:
-                log(f"not running adt-privd: {why}")
-        env = {"SLOTS": str(args.slots), "IMAGE": args.image}
+            deb = package_deb()
+            shutil.copy2(deb, jobdir)
+            log(f"dom0 installs {deb}")
+            pkgdir = os.path.join(jobdir, "packages")
+            os.makedirs(pkgdir)
+            for name, tree in packages + [(KILL_FIXTURE, os.path.join(repo_root(), "tests", "fixtures", KILL_FIXTURE))]:
+                if tree:
+                    shutil.copytree(tree, os.path.join(pkgdir, name), symlinks=True)
+        env = {"SLOTS": str(args.slots), "IMAGE": args.image,
+               "PACKAGES": " ".join(n for n, _ in packages),
+               "REFERENCE": "no" if args.no_reference else "yes"}
         rc, rundir, timings, watcher = boot(paths, jobdir, args, env_vars=env, watch=OriginWatch)
     finally:
         shutil.rmtree(job, ignore_errors=True)
@@ -434,6 +466,20 @@ def run_lab(args, paths):
     for line in lines:
         if line.startswith(("figure ", "check ")):
             print(line)
+    print("== packages (adt-runner in dom0, then Debian's autopkgtest on the same testbeds)")
+    for line in lines:
+        if line.startswith(("package ", "summary ", "reference ", "reference-summary ")):
+            print(line)
+    results = os.path.join(out, "results")
+    codes = []
+    for name, _ in packages:
+        code_file = os.path.join(results, f"{name}.exitcode")
+        codes.append(int(open(code_file).read().strip()) if os.path.exists(code_file) else 20)
+    if not args.results:
+        args.results = os.path.join(tmp_base(), time.strftime("xenlab-results-%Y%m%d-%H%M%S"))
+    if os.path.isdir(results):
+        shutil.copytree(results, args.results, dirs_exist_ok=True)
+        print(f"results in {args.results}")
     t = time.time()
     same, detail = watcher.verdict()
     print(f"check origin_unchanged_by_the_run {'ok' if same else 'FAIL'}  # {detail}")
@@ -445,7 +491,12 @@ def run_lab(args, paths):
     for k, v in timings.items():
         print(f"figure lab_{k} {v:.1f} s")
     print(f"figure lab_boot_and_job_wall {time.time() - t0:.1f} s")
-    return rc, rundir
+    # The worst package's autopkgtest code; a failed lab check or job is 20.
+    worst = worst_code(codes)
+    if rc != 0:
+        print(f"the lab failed (job rc={rc} or a check failed): exit 20; worst package code {worst}")
+        return 20, rundir
+    return worst, rundir
 
 
 def tmp_base():
@@ -497,19 +548,21 @@ def main():
     b.add_argument("job", help="a directory with an executable 'run'")
     add_boot_args(b)
     r = sub.add_parser("run", help="the whole lab: image, resume proof, adt-privd; figures")
-    r.add_argument("packages", nargs="*", help="source packages or directories (not wired yet)")
+    r.add_argument("packages", nargs="*",
+                   help="source package names (apt-get source in the testbed) or source trees on the host")
+    r.add_argument("--results", default=os.environ.get("XENLAB_RESULTS"),
+                   help="copy the packages' output directories here")
+    r.add_argument("--no-reference", action="store_true",
+                   help="do not run Debian's autopkgtest on the packages for comparison")
     r.add_argument("--image", default=os.environ.get("XENLAB_IMAGE", "bookworm"))
     r.add_argument("--slots", type=int, default=int(os.environ.get("XENLAB_SLOTS", "2")))
-    r.add_argument("--no-privd", action="store_true", help="do not run adt-privd in dom0")
+    r.add_argument("--no-privd", action="store_true", help="do not install the package in dom0 (image and resume proof only)")
     add_boot_args(r)
     args = p.parse_args()
     if os.geteuid() != 0:
         sys.exit("xenlab: must run as root (debootstrap, chroot, mkfs -d of root-owned trees)")
     os.environ["PATH"] = os.environ.get("PATH", "") + ":/usr/local/sbin:/usr/sbin:/sbin"
     check_host_tools()
-    if args.cmd == "run" and args.packages:
-        sys.exit("xenlab: running packages in the lab (adt-runner in dom0) is not wired yet; "
-                 "run without arguments for the image, resume and adt-privd proof")
     t0 = time.time()
     logdir = tempfile.mkdtemp(prefix="xenlab-build-", dir=tmp_base())
     paths, _lock = build_all(args, logdir)

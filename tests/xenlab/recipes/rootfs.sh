@@ -2,7 +2,10 @@
 # Artifact "<x>-rootfs": a debootstrapped Debian tree with a package list installed
 # from the suite, its -updates and its -security (so xen-utils matches the hypervisor
 # the host's apt offers). No lab-specific files: those are added by the image recipes.
-# In: SUITE, MIRROR, SECURITY_MIRROR, VARIANT, PACKAGES_FILE, DEB_SRC (yes|no)
+# In: SUITE, MIRROR, SECURITY_MIRROR, VARIANT, PACKAGES_FILE, DEB_SRC (yes|no),
+#     APT_LISTS (keep: a testbed runs `apt-get source` and installs test
+#     dependencies without an `apt-get update` of its own, as autopkgtest's
+#     images allow; drop: dom0 needs none)
 # Out: $OUT/root
 set -euo pipefail
 root="$OUT/root"
@@ -33,5 +36,6 @@ DEBIAN_FRONTEND=noninteractive chroot "$root" apt-get -q -y --no-install-recomme
 chroot "$root" apt-get clean
 umount "$root/proc"; trap - EXIT
 rm -f "$root/usr/sbin/policy-rc.d"
-rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin
+rm -rf "$root"/var/cache/apt/*.bin
+[ "$APT_LISTS" = keep ] || rm -rf "$root"/var/lib/apt/lists/*
 chroot "$root" dpkg-query -W -f '${Package} ${Version}\n' > "$OUT/manifest"
