@@ -118,7 +118,8 @@ impl XenTestbed {
 /// the root file system mounted read-only, so the memory image describes
 /// exactly the origin a fresh snapshot shows; the first writer after a
 /// resume is the runner, which remounts it read-write here.
-const REMOUNT_RW: &str = "if awk '$2 == \"/\" && $4 ~ /(^|,)ro(,|$)/ { found = 1 } END { exit !found }' /proc/mounts; \
+const REMOUNT_RW: &str =
+    "if awk '$2 == \"/\" && $4 ~ /(^|,)ro(,|$)/ { found = 1 } END { exit !found }' /proc/mounts; \
      then mount -o remount,rw / || { echo 'cannot remount / read-write' >&2; exit 1; }; fi";
 
 fn make_root_writable(ssh: &Ssh) -> Result<(), TestbedError> {
