@@ -2,17 +2,19 @@
 //! checkpoints and domain configs are, which tools to run and the limits.
 //!
 //! Every path adt-privd ever hands to a tool comes from here, never from a
-//! caller. Not for: runtime state (see `engine`) or the ledger.
+//! caller. In the library so that adt-xen-image writes the file with the
+//! same types the daemon reads (one definition of the format).
+//! Not for: runtime state (see `engine`) or the ledger.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::names::is_valid_name;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Directory of the resource ledger (one file per testbed).
@@ -26,7 +28,7 @@ pub struct Config {
     pub images: BTreeMap<String, Image>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tools {
     #[serde(default = "default_dmsetup")]
@@ -35,7 +37,7 @@ pub struct Tools {
     pub xl: PathBuf,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Testbeds (snapshots) one uid may hold at once; root is not limited.
@@ -52,7 +54,7 @@ pub struct Limits {
     pub remove_retries: u32,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Image {
     /// The origin logical volume, never written after the checkpoints.
@@ -63,7 +65,7 @@ pub struct Image {
     pub slots: Vec<Slot>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Slot {
     /// Copy-on-write volume of this slot's snapshot.
@@ -279,6 +281,16 @@ mod tests {
         assert!(e.contains("absolute"), "{e}");
         let e = parse("bogus = 1\n").unwrap_err().to_string();
         assert!(e.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn a_serialized_config_parses_back_the_same() {
+        let c = parse(EXAMPLE).unwrap();
+        let text = toml::to_string(&c).expect("a Config serializes");
+        let back = parse(&text).expect("what adt-xen-image writes, adt-privd reads");
+        assert_eq!(back.images["bookworm"].slots[1].address, "10.99.0.11");
+        assert_eq!(back.limits.remove_retries, c.limits.remove_retries);
+        assert_eq!(back.tools.dmsetup, c.tools.dmsetup);
     }
 
     #[test]

@@ -11,10 +11,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::config::Config;
 use crate::host::{Host, HostError};
 use crate::ledger::{Ledger, Record};
 use crate::names::{is_valid_name, resource_name, RESOURCE_PREFIX};
+use adt_privd::config::Config;
 
 /// Who is calling: the uid the bus vouches for and the unique bus name.
 #[derive(Debug, Clone)]

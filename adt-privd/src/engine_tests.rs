@@ -2,8 +2,8 @@
 //! idempotent teardown, reconciliation.
 
 use super::*;
-use crate::config::Config;
 use crate::host::HostResult;
+use adt_privd::config::Config;
 use std::collections::BTreeSet;
 use std::path::Path;
 

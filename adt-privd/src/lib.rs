@@ -1,11 +1,13 @@
 //! The shared part of adt-privd: the D-Bus names, the error names, the
-//! record types and the client proxy, so that the daemon, adt-runner and the
-//! system tests agree on one definition of each.
+//! record types, the configuration format (read by the daemon, written by
+//! adt-xen-image) and the client proxy, so that the daemon, adt-runner,
+//! adt-xen-image and the system tests agree on one definition of each.
 //!
 //! Not for: anything that touches devices or domains; that lives in the
 //! daemon's private modules (`engine`, `host`, `ledger`).
 
 pub mod cli;
+pub mod config;
 pub mod names;
 pub mod privileges;
 pub mod proxy;

@@ -3,7 +3,6 @@
 //! only dm snapshot create/remove and Xen domain resume/destroy, each call
 //! checked with polkit.
 
-mod config;
 mod engine;
 mod host;
 mod ledger;
@@ -17,9 +16,9 @@ use clap::Parser;
 use adt_privd::cli::Args;
 use tokio::signal::unix::{signal, SignalKind};
 
+use adt_privd::config::Config;
 use adt_privd::names::{BUS_NAME, OBJECT_PATH};
 use adt_privd::{names, privileges};
-use config::Config;
 use engine::Engine;
 use ledger::Ledger;
 
