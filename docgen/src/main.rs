@@ -1,6 +1,6 @@
-//! adt-docgen: writes the man pages and shell completions of adt-privd and
-//! adt-runner from their clap definitions (`adt_privd::cli::Args`,
-//! `adt_runner::cli::Cli`), so the documentation installed by the Debian
+//! adt-docgen: writes the man pages and shell completions of adt-privd,
+//! adt-xen-image and adt-runner from their clap definitions
+//! (`adt_privd::cli::Args`, `adt_xen_image::cli::Cli`, `adt_runner::cli::Cli`), so the documentation installed by the Debian
 //! package can never disagree with the options the binaries accept.
 //!
 //! Usage: `adt-docgen OUTDIR`. Writes `OUTDIR/man/*.{1,8}` and
@@ -40,6 +40,17 @@ fn programs() -> Vec<Program> {
                 "/usr/share/doc/autopkgtest-xen/examples/",
             ],
             see_also: &[("adt-runner", "1"), ("dmsetup", "8"), ("xl", "1")],
+        },
+        Program {
+            command: adt_xen_image::cli::Cli::command(),
+            section: "8",
+            files: &[
+                "/etc/autopkgtest-xen/image.toml",
+                "/etc/autopkgtest-xen/privd.toml",
+                "/var/lib/autopkgtest-xen/",
+                "/usr/share/doc/autopkgtest-xen/examples/image.toml.example",
+            ],
+            see_also: &[("adt-privd", "8"), ("xl", "1"), ("lvcreate", "8")],
         },
         Program {
             command: adt_runner::cli::Cli::command(),
