@@ -132,7 +132,7 @@ def lab_artifacts():
         Artifact("initramfs-domu", "initramfs.sh", {"MODULES": DOMU_INITRD_MODULES, "KERNEL_RELEASE": kr},
                  {"INIT_SCRIPT": "initramfs/domu-init"}, ["kernel", "busybox"]),
         Artifact("domu-image", "domu-image.sh", {"IMAGE_SIZE": os.environ.get("XENLAB_DOMU_SIZE", "3G")},
-                 {"DOMU_INIT": "domu/domu-init"}, ["domu-rootfs", "sshkey"]),
+                 {}, ["domu-rootfs"]),
         Artifact("dom0-image", "dom0-image.sh", {"IMAGE_SIZE": "4G", "KERNEL_RELEASE": kr},
                  {"LAB_FILES": "dom0"}, ["dom0-rootfs", "kernel", "initramfs-domu", "sshkey"]),
     ]
@@ -444,16 +444,16 @@ def run_lab(args, paths):
     try:
         jobdir = os.path.join(job, "job")
         shutil.copytree(os.path.join(HERE, "jobs"), jobdir)
-        if not args.no_privd:
-            deb = package_deb()
-            shutil.copy2(deb, jobdir)
-            log(f"dom0 installs {deb}")
-            pkgdir = os.path.join(jobdir, "packages")
-            os.makedirs(pkgdir)
-            for name, tree in packages + [(KILL_FIXTURE, os.path.join(repo_root(), "tests", "fixtures", KILL_FIXTURE))]:
-                if tree:
-                    shutil.copytree(tree, os.path.join(pkgdir, name), symlinks=True)
-        env = {"SLOTS": str(args.slots), "IMAGE": args.image,
+        # dom0 installs the package first: adt-xen-image builds the image.
+        deb = package_deb()
+        shutil.copy2(deb, jobdir)
+        log(f"dom0 installs {deb}")
+        pkgdir = os.path.join(jobdir, "packages")
+        os.makedirs(pkgdir)
+        for name, tree in packages + [(KILL_FIXTURE, os.path.join(repo_root(), "tests", "fixtures", KILL_FIXTURE))]:
+            if tree:
+                shutil.copytree(tree, os.path.join(pkgdir, name), symlinks=True)
+        env = {"SLOTS": str(args.slots), "IMAGE": args.image, "PRIVD": "no" if args.no_privd else "yes",
                "PACKAGES": " ".join(n for n, _ in packages),
                "REFERENCE": "no" if args.no_reference else "yes"}
         rc, rundir, timings, watcher = boot(paths, jobdir, args, env_vars=env, watch=OriginWatch)
@@ -556,7 +556,8 @@ def main():
                    help="do not run Debian's autopkgtest on the packages for comparison")
     r.add_argument("--image", default=os.environ.get("XENLAB_IMAGE", "bookworm"))
     r.add_argument("--slots", type=int, default=int(os.environ.get("XENLAB_SLOTS", "2")))
-    r.add_argument("--no-privd", action="store_true", help="do not install the package in dom0 (image and resume proof only)")
+    r.add_argument("--no-privd", action="store_true",
+                   help="image and resume proof only: neither adt-privd nor adt-runner is driven")
     add_boot_args(r)
     args = p.parse_args()
     if os.geteuid() != 0:
