@@ -6,6 +6,7 @@
 //!
 //! Not for: restoring checkpoints (adt-privd's job).
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::build::Build;
@@ -28,6 +29,7 @@ pub fn domain_config(layout: &Layout, slot: usize) -> String {
         net.gateway,
         net.dns
     );
+    let hotplug = spec.domain.hotplug_dir.as_deref();
     let extra = match spec.domain.extra.trim() {
         "" => own,
         e => format!("{e} {own}"),
@@ -42,8 +44,8 @@ pub fn domain_config(layout: &Layout, slot: usize) -> String {
          extra = \"{extra}\"\n\
          memory = {memory}\n\
          vcpus = {vcpus}\n\
-         disk = ['phy:{disk},xvda,w']\n\
-         vif = ['bridge={bridge},mac={mac}']\n\
+         disk = ['{disk}']\n\
+         vif = ['{vif}']\n\
          on_crash = \"destroy\"\n",
         image = spec.image,
         checkpoint = layout.checkpoint(slot).display(),
@@ -51,10 +53,32 @@ pub fn domain_config(layout: &Layout, slot: usize) -> String {
         ramdisk = layout.ramdisk().display(),
         memory = spec.domain.memory,
         vcpus = spec.domain.vcpus,
-        disk = layout.snapshot_dev(slot),
-        bridge = spec.domain.bridge,
-        mac = layout.mac(slot),
+        disk = disk_spec(&layout.snapshot_dev(slot), hotplug),
+        vif = vif_spec(&spec.domain.bridge, &layout.mac(slot), hotplug),
     )
+}
+
+/// The slot's disk: its snapshot device as xvda, through the lean block
+/// script when the spec names a hotplug_dir.
+fn disk_spec(device: &str, hotplug: Option<&Path>) -> String {
+    match hotplug {
+        None => format!("phy:{device},xvda,w"),
+        // `target=` must come last: everything after it is the path.
+        Some(dir) => format!(
+            "format=raw,vdev=xvda,access=rw,script={}/block,target={device}",
+            dir.display()
+        ),
+    }
+}
+
+fn vif_spec(bridge: &str, mac: &str, hotplug: Option<&Path>) -> String {
+    match hotplug {
+        None => format!("bridge={bridge},mac={mac}"),
+        Some(dir) => format!(
+            "bridge={bridge},mac={mac},script={}/vif-bridge",
+            dir.display()
+        ),
+    }
 }
 
 /// Copy the kernel and ramdisk into the state directory when their
@@ -298,6 +322,28 @@ mod tests {
         assert!(cfg.contains("memory = 256\nvcpus = 1\n"));
         assert!(cfg.contains("from /var/lib/autopkgtest-xen/bookworm/1.checkpoint on"));
         assert!(cfg.ends_with("on_crash = \"destroy\"\n"));
+    }
+
+    #[test]
+    fn a_hotplug_dir_puts_the_lean_scripts_on_disk_and_vif() {
+        let mut s = spec();
+        s.domain.hotplug_dir = Some("/usr/libexec/autopkgtest-xen/hotplug".into());
+        let cfg = domain_config(&Layout { spec: &s }, 0);
+        assert!(
+            cfg.contains(
+                "disk = ['format=raw,vdev=xvda,access=rw,\
+                 script=/usr/libexec/autopkgtest-xen/hotplug/block,\
+                 target=/dev/mapper/adt-bookworm-0']\n"
+            ),
+            "{cfg}"
+        );
+        assert!(
+            cfg.contains(
+                "vif = ['bridge=xenbr0,mac=00:16:3e:99:00:0a,\
+                 script=/usr/libexec/autopkgtest-xen/hotplug/vif-bridge']\n"
+            ),
+            "{cfg}"
+        );
     }
 
     #[test]

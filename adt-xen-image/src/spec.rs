@@ -78,6 +78,11 @@ pub struct Domain {
     pub bridge: String,
     #[serde(default = "default_extra")]
     pub extra: String,
+    /// A directory holding lean `block` and `vif-bridge` hotplug scripts
+    /// (the package ships them in /usr/libexec/autopkgtest-xen/hotplug)
+    /// for the domains' disk and vif; unset: Xen's own scripts.
+    #[serde(default)]
+    pub hotplug_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -283,6 +288,21 @@ impl Spec {
                 "domain.extra",
                 "must not contain quotes, backslashes or newlines".into(),
             ));
+        }
+        if let Some(dir) = &d.hotplug_dir {
+            let fine = dir.is_absolute()
+                && dir
+                    .to_str()
+                    .is_some_and(|p| !p.contains(['"', '\'', ',', '=', ' ', '\n']));
+            if !fine {
+                return Err((
+                    "domain.hotplug_dir",
+                    format!(
+                        "{} must be an absolute path without quotes, commas, '=' or spaces",
+                        dir.display()
+                    ),
+                ));
+            }
         }
         let own = ["root=", "init=", "adt."];
         if let Some(word) = d

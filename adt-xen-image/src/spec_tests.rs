@@ -120,6 +120,16 @@ fn nonsense_values_are_refused_with_their_key() {
         ("quiet\"", "quiet init=/bin/sh\"", "domain.extra"),
         ("quiet\"", "quiet \\\\\"", "domain.extra"),
         (
+            "quiet\"",
+            "quiet\"\nhotplug_dir = \"relative/dir\"",
+            "domain.hotplug_dir",
+        ),
+        (
+            "quiet\"",
+            "quiet\"\nhotplug_dir = \"/a,script=/bin/sh\"",
+            "domain.hotplug_dir",
+        ),
+        (
             "first_address = \"10.99.0.10\"",
             "first_address = \"10.99.0.254\"",
             "network.first_address",
