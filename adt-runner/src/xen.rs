@@ -114,7 +114,7 @@ impl XenTestbed {
     }
 }
 
-/// The image contract (docs/images.md): a slot's checkpoint is made with
+/// The image contract (docs/adt-xen-image.md): a slot's checkpoint is made with
 /// the root file system mounted read-only, so the memory image describes
 /// exactly the origin a fresh snapshot shows; the first writer after a
 /// resume is the runner, which remounts it read-write here.
