@@ -50,7 +50,9 @@ fn a_first_build_makes_volumes_origin_slots_and_privd_config() {
     assert_eq!(host.ran("xl save adt-bookworm-"), 2);
     assert_eq!(host.ran("dmsetup remove --retry adt-bookworm-"), 2);
     // the origin was configured as a testbed root while mounted
-    assert!(lab.state("mnt/sbin/adt-testbed-init").exists());
+    assert!(lab
+        .state("mnt/usr/lib/autopkgtest-xen/testbed-net")
+        .exists());
     for slot in 0..2 {
         assert!(crate::files::non_empty(
             &lab.state(&format!("{slot}.checkpoint"))

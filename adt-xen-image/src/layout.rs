@@ -11,9 +11,9 @@ use adt_privd::names::resource_name;
 
 use crate::spec::Spec;
 
-/// Where the testbed's init is installed in the origin; the kernel
-/// command line names it with `init=`.
-pub const TESTBED_INIT: &str = "/sbin/adt-testbed-init";
+/// The testbed's init (a testbed is a real machine: systemd), named on
+/// the kernel command line with `init=`.
+pub const TESTBED_INIT: &str = "/lib/systemd/systemd";
 
 pub struct Layout<'a> {
     pub spec: &'a Spec,

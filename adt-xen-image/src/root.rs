@@ -1,7 +1,9 @@
-//! The testbed's root filesystem: what makes a Debian tree a testbed (its
-//! init, the runner's key, a read-only fstab, /run-backed hostname, hosts
-//! and resolv.conf, sshd settings, apt sources), applied to any directory:
-//! the mounted origin, or a directory of the admin's (`prepare-root`).
+//! The testbed's root filesystem: what makes a Debian tree a testbed
+//! (systemd as init, with a unit that sets the network up from the kernel
+//! command line; the runner's key; a read-only fstab; /run-backed hostname,
+//! hosts and resolv.conf; a machine id; apt's timers masked; sshd settings;
+//! apt sources), applied to any directory: the mounted origin, or a
+//! directory of the admin's (`prepare-root`).
 //!
 //! Not for: mounting, volumes or stamps (`origin`).
 
@@ -15,8 +17,15 @@ use crate::host::{run_ok, timeout, Host};
 use crate::layout::TESTBED_INIT;
 use crate::spec::{Debootstrap, Source, Spec};
 
-/// PID 1 of a testbed (network from the kernel command line, sshd).
-pub const INIT_SCRIPT: &str = include_str!("../data/testbed-init");
+/// Sets the testbed's network and names from the kernel command line.
+pub const NET_SCRIPT: &str = include_str!("../data/testbed-net");
+pub const NET_SCRIPT_PATH: &str = "usr/lib/autopkgtest-xen/testbed-net";
+/// The oneshot unit that runs it before sshd.
+pub const NET_UNIT: &str = include_str!("../data/adt-testbed-net.service");
+const NET_UNIT_NAME: &str = "adt-testbed-net.service";
+
+/// Units that would change a testbed behind the tests' back.
+const MASKED_UNITS: &[&str] = &["apt-daily.timer", "apt-daily-upgrade.timer"];
 
 pub const SSHD_CONF: &str = "\
 # written by adt-xen-image: a testbed is reached by key only, from the host
@@ -30,14 +39,14 @@ PrintLastLog no
 /// The root stays read-only until the runner remounts it after a resume.
 pub const FSTAB: &str = "/dev/xvda / ext4 ro,errors=remount-ro 0 1\n";
 
-/// Packages the testbed's init and the runner need, always debootstrapped.
-pub const REQUIRED_PACKAGES: &[&str] = &["openssh-server", "iproute2"];
+/// Packages the testbed's boot and the runner need, always debootstrapped.
+pub const REQUIRED_PACKAGES: &[&str] = &["systemd-sysv", "openssh-server", "iproute2"];
 
 /// Bump when `configure_root` writes something different, so that origins
 /// configured by an older version are configured again.
-const RECIPE_VERSION: &str = "1";
+const RECIPE_VERSION: &str = "2";
 
-/// Files under /etc that the init writes into /run at every boot.
+/// Files under /etc that testbed-net writes into /run at every boot.
 const RUN_LINKS: &[(&str, &str)] = &[
     ("etc/hostname", "/run/hostname"),
     ("etc/resolv.conf", "/run/resolv.conf"),
@@ -69,7 +78,8 @@ impl<'a> RootConfig<'a> {
         let sources = self.apt.map(sources_text).unwrap_or_default();
         fnv64(&[
             RECIPE_VERSION.as_bytes(),
-            INIT_SCRIPT.as_bytes(),
+            NET_SCRIPT.as_bytes(),
+            NET_UNIT.as_bytes(),
             SSHD_CONF.as_bytes(),
             FSTAB.as_bytes(),
             self.authorized_key.as_bytes(),
@@ -103,8 +113,9 @@ pub fn read_authorized_key(path: &Path) -> Result<String> {
 pub fn configure_root(dir: &Path, config: &RootConfig, host: &dyn Host) -> Result<()> {
     if host.dry_run() {
         println!(
-            "adt-xen-image: would configure {} as a testbed root ({TESTBED_INIT}, \
-             /root/.ssh/authorized_keys, /etc/fstab, /run links, sshd settings{})",
+            "adt-xen-image: would configure {} as a testbed root (/{NET_SCRIPT_PATH} and \
+             {NET_UNIT_NAME}, /root/.ssh/authorized_keys, /etc/fstab, /run links, \
+             machine id, masked apt timers, sshd settings{})",
             dir.display(),
             if config.apt.is_some() {
                 ", apt sources and lists"
@@ -115,7 +126,25 @@ pub fn configure_root(dir: &Path, config: &RootConfig, host: &dyn Host) -> Resul
         return Ok(());
     }
     let init = dir.join(TESTBED_INIT.trim_start_matches('/'));
-    install(&init, INIT_SCRIPT.as_bytes(), 0o755)?;
+    if fs::symlink_metadata(&init).is_err() {
+        return Err(Error::Missing {
+            what: "systemd in the testbed root (a testbed boots systemd as a real machine: \
+                   install systemd-sysv in the image)",
+            path: init,
+        });
+    }
+    install(&dir.join(NET_SCRIPT_PATH), NET_SCRIPT.as_bytes(), 0o755)?;
+    let units = dir.join("etc/systemd/system");
+    install(&units.join(NET_UNIT_NAME), NET_UNIT.as_bytes(), 0o644)?;
+    let wanted = format!("/etc/systemd/system/{NET_UNIT_NAME}");
+    symlink(
+        &wanted,
+        &units.join("multi-user.target.wants").join(NET_UNIT_NAME),
+    )?;
+    for unit in MASKED_UNITS {
+        symlink("/dev/null", &units.join(unit))?;
+    }
+    machine_id(dir)?;
     let ssh_dir = dir.join("root/.ssh");
     fs::create_dir_all(&ssh_dir).map_err(io("create directory", &ssh_dir))?;
     set_mode(&ssh_dir, 0o700)?;
@@ -239,6 +268,25 @@ pub fn prepare_root(spec: &Spec, dir: &Path, host: &dyn Host) -> Result<()> {
         });
     }
     configure_root(dir, &config, host)
+}
+
+/// The testbeds of an image share the origin's machine id; without one
+/// systemd would make a new one at every boot and fail to keep it on the
+/// read-only root.
+fn machine_id(dir: &Path) -> Result<()> {
+    let path = dir.join("etc/machine-id");
+    let current = fs::read_to_string(&path).unwrap_or_default();
+    let valid = current.trim().len() == 32 && current.trim().bytes().all(|b| b.is_ascii_hexdigit());
+    if valid {
+        return Ok(());
+    }
+    let mut bytes = [0u8; 16];
+    let random = Path::new("/dev/urandom");
+    fs::File::open(random)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .map_err(io("read", random))?;
+    let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    install(&path, format!("{id}\n").as_bytes(), 0o444)
 }
 
 fn with_newline(text: &str) -> String {

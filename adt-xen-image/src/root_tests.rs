@@ -31,6 +31,9 @@ fn debian_tree() -> tempfile::TempDir {
     ] {
         fs::create_dir_all(dir.path().join(d)).unwrap();
     }
+    fs::create_dir_all(dir.path().join("lib/systemd")).unwrap();
+    fs::write(dir.path().join("lib/systemd/systemd"), "ELF").unwrap();
+    fs::write(dir.path().join("etc/machine-id"), "").unwrap();
     fs::write(dir.path().join("etc/hostname"), "builder\n").unwrap();
     fs::write(dir.path().join("etc/resolv.conf"), "nameserver 9.9.9.9\n").unwrap();
     fs::write(dir.path().join("etc/fstab"), "# UNCONFIGURED FSTAB\n").unwrap();
@@ -53,10 +56,31 @@ fn configure_root_writes_the_files_with_their_modes() {
     };
     configure_root(d, &config, &host).unwrap();
 
-    let init = d.join("sbin/adt-testbed-init");
-    assert_eq!(fs::read_to_string(&init).unwrap(), INIT_SCRIPT);
-    assert!(INIT_SCRIPT.starts_with("#!/bin/sh\n"));
-    assert_eq!(mode(&init), 0o755);
+    let net = d.join("usr/lib/autopkgtest-xen/testbed-net");
+    assert_eq!(fs::read_to_string(&net).unwrap(), NET_SCRIPT);
+    assert!(NET_SCRIPT.starts_with("#!/bin/sh\n"));
+    assert_eq!(mode(&net), 0o755);
+    let units = d.join("etc/systemd/system");
+    assert_eq!(
+        fs::read_to_string(units.join("adt-testbed-net.service")).unwrap(),
+        NET_UNIT
+    );
+    assert!(NET_UNIT.contains("ExecStart=/usr/lib/autopkgtest-xen/testbed-net\n"));
+    assert!(NET_UNIT.contains("Before=network.target ssh.service\n"));
+    assert_eq!(
+        fs::read_link(units.join("multi-user.target.wants/adt-testbed-net.service")).unwrap(),
+        Path::new("/etc/systemd/system/adt-testbed-net.service")
+    );
+    for timer in ["apt-daily.timer", "apt-daily-upgrade.timer"] {
+        assert_eq!(
+            fs::read_link(units.join(timer)).unwrap(),
+            Path::new("/dev/null"),
+            "{timer} is masked"
+        );
+    }
+    let id = fs::read_to_string(d.join("etc/machine-id")).unwrap();
+    assert_eq!(id.trim().len(), 32, "{id:?}");
+    assert!(id.trim().bytes().all(|b| b.is_ascii_hexdigit()), "{id:?}");
     assert_eq!(mode(&d.join("root/.ssh")), 0o700);
     let keys = d.join("root/.ssh/authorized_keys");
     assert_eq!(fs::read_to_string(&keys).unwrap(), format!("{KEY}\n"));
@@ -104,14 +128,44 @@ fn configure_root_is_idempotent() {
 }
 
 #[test]
-fn the_init_writes_what_the_run_links_point_to() {
+fn testbed_net_writes_what_the_run_links_point_to() {
     for (_, target) in RUN_LINKS {
         assert!(
-            INIT_SCRIPT.contains(&format!("> {target}")),
-            "the init must write {target}"
+            NET_SCRIPT.contains(&format!("> {target}")),
+            "testbed-net must write {target}"
         );
     }
-    assert!(INIT_SCRIPT.contains("/usr/sbin/sshd"));
+}
+
+#[test]
+fn a_root_without_systemd_is_refused_before_anything_is_written() {
+    let tree = debian_tree();
+    fs::remove_file(tree.path().join("lib/systemd/systemd")).unwrap();
+    let config = RootConfig {
+        authorized_key: KEY,
+        apt: None,
+    };
+    let e = configure_root(tree.path(), &config, &FakeHost::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("systemd-sysv"), "{e}");
+    assert!(!tree.path().join("root/.ssh/authorized_keys").exists());
+}
+
+#[test]
+fn an_existing_machine_id_is_kept() {
+    let tree = debian_tree();
+    let id = "0123456789abcdef0123456789abcdef\n";
+    fs::write(tree.path().join("etc/machine-id"), id).unwrap();
+    let config = RootConfig {
+        authorized_key: KEY,
+        apt: None,
+    };
+    configure_root(tree.path(), &config, &FakeHost::default()).unwrap();
+    assert_eq!(
+        fs::read_to_string(tree.path().join("etc/machine-id")).unwrap(),
+        id
+    );
 }
 
 #[test]
@@ -193,7 +247,7 @@ fn debootstrap_includes_what_the_init_needs_once() {
     assert_eq!(
         host.runs(),
         vec![
-            "debootstrap --variant=minbase --include=openssh-server,iproute2,dpkg-dev \
+            "debootstrap --variant=minbase --include=systemd-sysv,openssh-server,iproute2,dpkg-dev \
              --components=main bookworm /mnt/x http://deb.debian.org/debian"
         ]
     );
@@ -257,5 +311,5 @@ fn prepare_root_refuses_to_debootstrap_into_a_full_directory() {
     let fresh = tree.path().join("new-root");
     prepare_root(&spec, &fresh, &host).unwrap();
     assert!(host.runs()[0].starts_with("debootstrap --variant=minbase"));
-    assert!(fresh.join("sbin/adt-testbed-init").exists());
+    assert!(fresh.join("usr/lib/autopkgtest-xen/testbed-net").exists());
 }

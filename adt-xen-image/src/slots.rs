@@ -312,7 +312,7 @@ mod tests {
         );
         assert!(
             cfg.contains(
-                "extra = \"console=hvc0 quiet root=/dev/xvda ro init=/sbin/adt-testbed-init \
+                "extra = \"console=hvc0 quiet root=/dev/xvda ro init=/lib/systemd/systemd \
                  adt.ip=10.99.0.11/24 adt.gw=10.99.0.1 adt.dns=10.0.2.3 adt.hostname=adt-bookworm-1\"\n"
             ),
             "{cfg}"

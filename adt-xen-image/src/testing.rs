@@ -29,6 +29,8 @@ pub struct World {
     pub bridges: BTreeSet<String>,
     pub ssh_up: bool,
     pub root_read_only: bool,
+    /// Whether the roots mounted or debootstrapped have systemd.
+    pub root_has_systemd: bool,
     pub origin_bytes: u64,
     pub fs_uuid: String,
     /// Commands (as shown) starting with one of these fail.
@@ -47,6 +49,7 @@ impl Default for World {
             bridges: BTreeSet::from(["xenbr0".into()]),
             ssh_up: true,
             root_read_only: true,
+            root_has_systemd: true,
             origin_bytes: 3 << 30,
             fs_uuid: "1b4e28ba-2fa1-11d2-883f-0016d3cca427".into(),
             failing: Vec::new(),
@@ -133,6 +136,15 @@ impl FakeHost {
             }
             ["xl", "destroy", name] => yes(w.domains.remove(*name)),
             ["ip", "link", "show", bridge] => yes(w.bridges.contains(*bridge)),
+            // What a Debian root has, where a mount or debootstrap puts it.
+            ["mount", "-t", "ext4", _, dir] | ["debootstrap", .., dir, _] => {
+                let init = Path::new(dir).join(crate::layout::TESTBED_INIT.trim_start_matches('/'));
+                let made = !w.root_has_systemd
+                    || std::fs::create_dir_all(init.parent().unwrap())
+                        .and_then(|()| std::fs::write(&init, "ELF"))
+                        .is_ok();
+                yes(made)
+            }
             ["blockdev", "--getsz", _] => Output::success(&format!("{}\n", w.origin_bytes / 512)),
             ["blockdev", "--getsize64", _] => Output::success(&format!("{}\n", w.origin_bytes)),
             ["dumpe2fs", "-h", _] => Output::success(&format!(
