@@ -464,7 +464,7 @@ def run_lab(args, paths):
     lines = open(job_log, errors="replace").read().splitlines() if os.path.exists(job_log) else []
     print("== figures and checks from dom0")
     for line in lines:
-        if line.startswith(("figure ", "check ")):
+        if line.startswith(("figure ", "check ", "target ")):
             print(line)
     print("== packages (adt-runner in dom0, then Debian's autopkgtest on the same testbeds)")
     for line in lines:
@@ -519,7 +519,8 @@ def add_boot_args(p):
     p.add_argument("--dom0-mem", default=os.environ.get("XENLAB_DOM0_MEM", "1024M"))
     p.add_argument("--dom0-cmdline", default=os.environ.get("XENLAB_DOM0_CMDLINE", "quiet"))
     p.add_argument("--vg-size", default=os.environ.get("XENLAB_VG_SIZE", "8G"), help="second disk (the VG)")
-    p.add_argument("--timeout", type=float, default=float(os.environ.get("XENLAB_TIMEOUT", "1800")))
+    p.add_argument("--timeout", type=float, default=float(os.environ.get("XENLAB_TIMEOUT", "3600")),
+                   help="seconds the machine may run before it is killed (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="console to the log only")
     p.add_argument("--keep", action="store_true", help="keep the run dir")
     p.add_argument("--put", action="append", help="a file or dir to copy next to the job")
