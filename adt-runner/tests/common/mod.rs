@@ -159,6 +159,9 @@ pub fn output_dir(
 /// private apt configuration; the host's sources are not touched) into
 /// `target/test-data/`. Returns its path.
 pub fn bookworm_sources() -> PathBuf {
+    // One download for the tests of this process, which run in parallel.
+    static FETCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _once = FETCH.lock().unwrap_or_else(|e| e.into_inner());
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-data");
     let path = target.join("bookworm-main-Sources");
     if path.exists() {
