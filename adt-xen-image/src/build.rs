@@ -54,8 +54,16 @@ impl<'a> Build<'a> {
     }
 
     pub fn run(&self) -> Result<()> {
-        preflight::check(self)?;
         files::create_dir(self.host, &self.spec.state_dir)?;
+        // Two builds of one image would fight over its volumes and slots
+        // (and the second's preflight would take the first's for testbeds).
+        let _lock = files::lock_dir(
+            self.host,
+            &self.spec.state_dir,
+            false,
+            "another adt-xen-image build of this image",
+        )?;
+        preflight::check(self)?;
         let key = root::read_authorized_key(&self.spec.root.authorized_key)?;
         let source = origin::describe_source(self)?;
         let volumes = volumes::ensure(self, source.bytes)?;

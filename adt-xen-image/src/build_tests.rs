@@ -328,3 +328,20 @@ fn a_domain_that_dies_before_ssh_fails_fast() {
     assert!(started.elapsed() < std::time::Duration::from_millis(900));
     assert!(host.world.borrow().dm.is_empty(), "its snapshot is removed");
 }
+
+#[test]
+fn a_second_build_of_one_image_at_once_is_refused_and_changes_nothing() {
+    let lab = Lab::new();
+    let host = FakeHost::with(lab.world_with_volumes());
+    fs::create_dir_all(&lab.spec.state_dir).unwrap();
+    let held = fs::File::open(&lab.spec.state_dir).unwrap();
+    let held = nix::fcntl::Flock::lock(held, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    let e = build(&lab, &host).unwrap_err().to_string();
+    assert!(
+        e.contains("is locked: another adt-xen-image build of this image is running"),
+        "{e}"
+    );
+    assert!(host.runs().is_empty(), "no tool ran: {:?}", host.runs());
+    drop(held);
+    build(&lab, &host).expect("once the other build ends, it builds");
+}

@@ -83,6 +83,8 @@ pub enum Error {
         name: String,
         source: Box<Error>,
     },
+    #[error("{path} is locked: {what} is running; wait for it to end")]
+    Busy { path: PathBuf, what: &'static str },
     #[error("{path}: {message}")]
     PrivdConfig { path: PathBuf, message: String },
 }

@@ -11,7 +11,10 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use crate::error::{io, Result};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::error::{io, Error, Result};
 use crate::host::Host;
 
 /// Write `contents` to `path` atomically (a `.new` sibling renamed into
@@ -68,6 +71,36 @@ pub fn create_dir(host: &dyn Host, path: &Path) -> Result<()> {
         return Ok(());
     }
     fs::create_dir_all(path).map_err(io("create directory", path))
+}
+
+/// An exclusive lock on a directory, held until dropped; none in a dry run.
+pub struct DirLock(#[allow(dead_code)] Option<Flock<fs::File>>);
+
+/// Lock `dir` (flock on the directory itself: no lock file to leave
+/// behind). With `wait`, wait for the holder; without, fail at once with
+/// `Error::Busy` naming the directory and `what` holds it.
+pub fn lock_dir(host: &dyn Host, dir: &Path, wait: bool, what: &'static str) -> Result<DirLock> {
+    if host.dry_run() {
+        return Ok(DirLock(None));
+    }
+    let file = fs::File::open(dir).map_err(io("open", dir))?;
+    let arg = if wait {
+        FlockArg::LockExclusive
+    } else {
+        FlockArg::LockExclusiveNonblock
+    };
+    match Flock::lock(file, arg) {
+        Ok(lock) => Ok(DirLock(Some(lock))),
+        Err((_, Errno::EWOULDBLOCK)) => Err(Error::Busy {
+            path: dir.to_owned(),
+            what,
+        }),
+        Err((_, errno)) => Err(Error::Io {
+            action: "lock",
+            path: dir.to_owned(),
+            source: errno.into(),
+        }),
+    }
 }
 
 pub fn rename(host: &dyn Host, from: &Path, to: &Path) -> Result<()> {

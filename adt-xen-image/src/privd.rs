@@ -76,6 +76,14 @@ pub fn merged(
 
 pub fn write(b: &Build) -> Result<()> {
     let path = &b.options.privd_config;
+    // Builds of other images merge into the same file: one at a time, so
+    // neither loses the other's entry.
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    files::create_dir(b.host, dir)?;
+    let _lock = files::lock_dir(b.host, dir, true, "")?;
     let existing = files::read_optional(path)?.map(|t| String::from_utf8_lossy(&t).into_owned());
     let tools = (
         b.host
@@ -87,9 +95,6 @@ pub fn write(b: &Build) -> Result<()> {
     if existing.as_deref() == Some(text.as_str()) {
         b.step(&format!("{} is current", path.display()));
         return Ok(());
-    }
-    if let Some(dir) = path.parent() {
-        files::create_dir(b.host, dir)?;
     }
     files::write_atomic(b.host, path, text.as_bytes(), 0o644)?;
     if b.host.dry_run() {
