@@ -139,28 +139,43 @@ fn start(
 /// built tree, or there are no valid tests at all (the run ends with "no
 /// tests" or an erroneous package after the build anyway). Verdicts and
 /// exit code are the same either way; the build is skipped.
-fn binaries_unneeded(src: &Source, sess: &Session) -> bool {
+/// What a tree's tests ask of a build, read from the host's copy before
+/// anything reaches the testbed.
+struct TreeNeeds {
+    /// Some test has Depends (`@` among them means the built binaries).
+    depends: bool,
+    /// Some test is build-needed.
+    build: bool,
+}
+
+/// `None` unless `src` is a tree with a parsable debian/control. A tree
+/// whose debian/tests/control is missing or malformed needs nothing here:
+/// the parse after the unpack reports it, as autopkgtest does.
+fn tree_needs(src: &Source, sess: &Session) -> Option<TreeNeeds> {
     let Source::Tree(dir) = src else {
-        return false;
+        return None;
     };
     let read = |rel: &str| std::fs::read_to_string(dir.join(rel)).ok();
-    let Some(Ok(sc)) = read("debian/control").map(|c| SourceControl::parse("debian/control", &c))
-    else {
-        return false;
+    let Ok(sc) = SourceControl::parse("debian/control", &read("debian/control")?) else {
+        return None;
+    };
+    let none = TreeNeeds {
+        depends: false,
+        build: false,
     };
     let Some(tests) = read("debian/tests/control") else {
-        return true;
+        return Some(none);
     };
     let tb = dep8::Testbed {
         arch: sess.machine.arch.clone(),
         caps: sess.caps.clone(),
     };
     match dep8::parse("debian/tests/control", &tests, &sc, &tb, &[]) {
-        Ok(p) => p
-            .tests
-            .iter()
-            .all(|t| t.depends.is_empty() && !t.has("build-needed")),
-        Err(_) => true,
+        Ok(p) => Some(TreeNeeds {
+            depends: p.tests.iter().any(|t| !t.depends.is_empty()),
+            build: p.tests.iter().any(|t| t.has("build-needed")),
+        }),
+        Err(_) => Some(none),
     }
 }
 
@@ -196,8 +211,14 @@ impl Run<'_> {
         self.take_given_binaries()?;
         sess.reset(&[], self.out)?;
         let built_binaries = self.req.built_binaries && !matches!(src, Source::Apt(_));
-        let unneeded = built_binaries && binaries_unneeded(src, sess);
-        let unpacked = match (unneeded, src) {
+        let needs = tree_needs(src, sess);
+        // Built binaries are needed only if some test depends on anything
+        // (`@` being the default) or needs the build.
+        let unneeded = built_binaries && needs.as_ref().is_some_and(|n| !n.depends && !n.build);
+        // A tree that will not be built in the testbed is unpacked on the
+        // host: the testbed gets no dpkg-dev (autopkgtest installs it there).
+        let on_host = unneeded || (!built_binaries && needs.as_ref().is_some_and(|n| !n.build));
+        let unpacked = match (on_host, src) {
             (true, Source::Tree(dir)) => match source::unpack_on_host(sess, dir, self.work.path())?
             {
                 Some(u) => u,

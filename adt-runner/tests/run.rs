@@ -351,3 +351,28 @@ fn a_given_binary_is_what_depends_at_installs_without_a_build() {
         without.summary()
     );
 }
+
+#[test]
+fn a_tree_that_is_not_built_is_unpacked_on_the_host_and_the_testbed_gets_no_dpkg_dev() {
+    need_testbed!();
+    let _heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let bed = Bed::start();
+    // With -B and no build-needed test nothing is built: the host unpacks.
+    let ran = run(&bed, &fixture("pass-trivial"), &["-B"]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.summary(), ran.stderr);
+    assert_eq!(ran.verdict("command1").as_deref(), Some("PASS"));
+    let log = ran.file("log");
+    assert!(log.contains("build not needed"), "{log}");
+    assert!(
+        !log.contains("Setting up dpkg-dev")
+            && !ran
+                .file("command1-packages")
+                .lines()
+                .any(|l| l.starts_with("dpkg-dev\t")),
+        "dpkg-dev was installed into the testbed to unpack the tree:\n{log}"
+    );
+    // A build-needed test is built in the testbed, with dpkg-dev there.
+    let built = run(&bed, &fixture("build-needed-tree"), &["-B"]);
+    assert_eq!(built.code, 0, "{}\n{}", built.summary(), built.stderr);
+    assert!(built.file("log").contains("Setting up dpkg-dev"));
+}
