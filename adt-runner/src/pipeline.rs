@@ -139,19 +139,12 @@ fn start(
 /// built tree, or there are no valid tests at all (the run ends with "no
 /// tests" or an erroneous package after the build anyway). Verdicts and
 /// exit code are the same either way; the build is skipped.
-/// What a tree's tests ask of a build, read from the host's copy before
-/// anything reaches the testbed.
-struct TreeNeeds {
-    /// Some test has Depends (`@` among them means the built binaries).
-    depends: bool,
-    /// Some test is build-needed.
-    build: bool,
-}
-
-/// `None` unless `src` is a tree with a parsable debian/control. A tree
-/// whose debian/tests/control is missing or malformed needs nothing here:
-/// the parse after the unpack reports it, as autopkgtest does.
-fn tree_needs(src: &Source, sess: &Session) -> Option<TreeNeeds> {
+/// Whether some test of a tree is build-needed, read from the host's copy
+/// before anything reaches the testbed. `None` unless `src` is a tree with
+/// a parsable debian/control. A tree whose debian/tests/control is missing
+/// or malformed needs no build here: the parse after the unpack reports it,
+/// as autopkgtest does.
+fn tree_needs_build(src: &Source, sess: &Session) -> Option<bool> {
     let Source::Tree(dir) = src else {
         return None;
     };
@@ -159,23 +152,16 @@ fn tree_needs(src: &Source, sess: &Session) -> Option<TreeNeeds> {
     let Ok(sc) = SourceControl::parse("debian/control", &read("debian/control")?) else {
         return None;
     };
-    let none = TreeNeeds {
-        depends: false,
-        build: false,
-    };
     let Some(tests) = read("debian/tests/control") else {
-        return Some(none);
+        return Some(false);
     };
     let tb = dep8::Testbed {
         arch: sess.machine.arch.clone(),
         caps: sess.caps.clone(),
     };
     match dep8::parse("debian/tests/control", &tests, &sc, &tb, &[]) {
-        Ok(p) => Some(TreeNeeds {
-            depends: p.tests.iter().any(|t| !t.depends.is_empty()),
-            build: p.tests.iter().any(|t| t.has("build-needed")),
-        }),
-        Err(_) => Some(none),
+        Ok(p) => Some(p.tests.iter().any(|t| t.has("build-needed"))),
+        Err(_) => Some(false),
     }
 }
 
@@ -211,13 +197,12 @@ impl Run<'_> {
         self.take_given_binaries()?;
         sess.reset(&[], self.out)?;
         let built_binaries = self.req.built_binaries && !matches!(src, Source::Apt(_));
-        let needs = tree_needs(src, sess);
-        // Built binaries are needed only if some test depends on anything
-        // (`@` being the default) or needs the build.
-        let unneeded = built_binaries && needs.as_ref().is_some_and(|n| !n.depends && !n.build);
-        // A tree that will not be built in the testbed is unpacked on the
-        // host: the testbed gets no dpkg-dev (autopkgtest installs it there).
-        let on_host = unneeded || (!built_binaries && needs.as_ref().is_some_and(|n| !n.build));
+        // Like autopkgtest, a tree or .dsc is built for its binaries unless
+        // -B: even when no test installs them, a build that fails makes the
+        // package erroneous. A tree that will not be built in the testbed
+        // is unpacked on the host, so the testbed gets no dpkg-dev
+        // (autopkgtest installs it there to unpack).
+        let on_host = !built_binaries && tree_needs_build(src, sess) == Some(false);
         let unpacked = match (on_host, src) {
             (true, Source::Tree(dir)) => match source::unpack_on_host(sess, dir, self.work.path())?
             {
@@ -234,10 +219,7 @@ impl Run<'_> {
             "testpkg-version",
             &format!("{} {}\n", unpacked.name, unpacked.version),
         );
-        let build_needed = if unneeded {
-            self.out.info("build not needed");
-            false
-        } else if built_binaries {
+        let build_needed = if built_binaries {
             self.out.info("build needed for binaries");
             true
         } else {

@@ -129,8 +129,10 @@ impl Service {
     fn configure(&self, tb: &Testbed, selector: &str, extra: &str) {
         // The run itself gets no revert command (ssh testbeds without one
         // are static machines); the loop's teardown reverts after an abort.
+        // -B: the trees' tests install nothing, so nothing is built.
         let toml = format!(
             "results = \"{results}\"\nselector = \"{selector}\"\ntestbed = \"ssh:root@127.0.0.1:{port}\"\n\
+             run-args = [\"-B\"]\n\
              identity = \"{key}\"\nteardown-command = \"{revert} {tbdir}\"\nrelease = \"bookworm\"\n\
              arch = \"amd64\"\nidle-seconds = 1\nweb-out = \"{web}\"\n\
              [mail]\nsmtp = \"127.0.0.1:{smtp}\"\nfrom = \"adt-runner <runner@loop.example.org>\"\n\

@@ -113,8 +113,10 @@ fn fixtures_get_dep8_verdicts_and_exit_codes() {
     let _heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let bed = Bed::start();
     let mut failures = Vec::new();
+    // -B: these tests install nothing, so their verdicts do not depend on
+    // a build (the differential test runs them built too, beside autopkgtest).
     for (name, verdicts, code) in CASES {
-        let ran = run(&bed, &fixture(name), &[]);
+        let ran = run(&bed, &fixture(name), &["-B"]);
         if ran.code != *code {
             failures.push(format!(
                 "{name}: exit code {} (want {code})\n{}",
@@ -375,4 +377,23 @@ fn a_tree_that_is_not_built_is_unpacked_on_the_host_and_the_testbed_gets_no_dpkg
     let built = run(&bed, &fixture("build-needed-tree"), &["-B"]);
     assert_eq!(built.code, 0, "{}\n{}", built.summary(), built.stderr);
     assert!(built.file("log").contains("Setting up dpkg-dev"));
+}
+
+#[test]
+fn a_tree_whose_build_fails_is_erroneous_even_when_no_test_installs_it() {
+    need_testbed!();
+    let _heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let bed = Bed::start();
+    // Like autopkgtest: a tree is built for its binaries unless -B.
+    let ran = run(&bed, &fixture("build-fails"), &[]);
+    assert_eq!(ran.code, 12, "{}\n{}", ran.summary(), ran.stderr);
+    assert!(ran.file("log").contains("build needed for binaries"));
+    assert!(
+        ran.file("log").contains("this build fails on purpose"),
+        "the build's own stderr is in the log"
+    );
+    assert!(ran.verdict("command1").is_none(), "no test ran");
+    let skipped = run(&bed, &fixture("build-fails"), &["-B"]);
+    assert_eq!(skipped.code, 0, "{}", skipped.summary());
+    assert_eq!(skipped.verdict("command1").as_deref(), Some("PASS"));
 }
