@@ -139,30 +139,15 @@ fn start(
 /// built tree, or there are no valid tests at all (the run ends with "no
 /// tests" or an erroneous package after the build anyway). Verdicts and
 /// exit code are the same either way; the build is skipped.
-/// Whether some test of a tree is build-needed, read from the host's copy
-/// before anything reaches the testbed. `None` unless `src` is a tree with
-/// a parsable debian/control. A tree whose debian/tests/control is missing
-/// or malformed needs no build here: the parse after the unpack reports it,
-/// as autopkgtest does.
-fn tree_needs_build(src: &Source, sess: &Session) -> Option<bool> {
+/// A tree whose debian/control parses on the host is unpacked there; any
+/// other (no tree, or a control file the testbed's unpack should report as
+/// autopkgtest does) is unpacked in the testbed.
+fn unpacks_on_host(src: &Source) -> bool {
     let Source::Tree(dir) = src else {
-        return None;
+        return false;
     };
-    let read = |rel: &str| std::fs::read_to_string(dir.join(rel)).ok();
-    let Ok(sc) = SourceControl::parse("debian/control", &read("debian/control")?) else {
-        return None;
-    };
-    let Some(tests) = read("debian/tests/control") else {
-        return Some(false);
-    };
-    let tb = dep8::Testbed {
-        arch: sess.machine.arch.clone(),
-        caps: sess.caps.clone(),
-    };
-    match dep8::parse("debian/tests/control", &tests, &sc, &tb, &[]) {
-        Ok(p) => Some(p.tests.iter().any(|t| t.has("build-needed"))),
-        Err(_) => Some(false),
-    }
+    std::fs::read_to_string(dir.join("debian/control"))
+        .is_ok_and(|c| SourceControl::parse("debian/control", &c).is_ok())
 }
 
 fn report_error(out: &Output, e: &RunError, blamed: &[String]) -> i32 {
@@ -199,10 +184,11 @@ impl Run<'_> {
         let built_binaries = self.req.built_binaries && !matches!(src, Source::Apt(_));
         // Like autopkgtest, a tree or .dsc is built for its binaries unless
         // -B: even when no test installs them, a build that fails makes the
-        // package erroneous. A tree that will not be built in the testbed
-        // is unpacked on the host, so the testbed gets no dpkg-dev
-        // (autopkgtest installs it there to unpack).
-        let on_host = !built_binaries && tree_needs_build(src, sess) == Some(false);
+        // package erroneous. A tree is unpacked on the host (when it has
+        // dpkg-source), so the testbed gets dpkg-dev only as a build
+        // dependency, if it is built (autopkgtest installs it there first
+        // to unpack).
+        let on_host = unpacks_on_host(src);
         let unpacked = match (on_host, src) {
             (true, Source::Tree(dir)) => match source::unpack_on_host(sess, dir, self.work.path())?
             {

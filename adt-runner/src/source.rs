@@ -231,7 +231,8 @@ pub fn unpack(sess: &Session, out: &Output, src: &Source) -> Result<Unpacked, Ru
 
 /// Unpacks an unbuilt tree on the host (copy, `dpkg-source
 /// --before-build`) and copies the result into the testbed, sparing the
-/// testbed dpkg-dev. `None` when the host has no dpkg-source to do it.
+/// testbed dpkg-dev (a build installs it as a build dependency). `None`
+/// when the host has no dpkg-source to do it.
 pub fn unpack_on_host(
     sess: &Session,
     dir: &Path,
@@ -283,7 +284,10 @@ pub fn unpack_on_host(
             dir.display()
         ))
     })?;
-    let build = sess.check(&format!("mktemp -d {}/build.XXX", quote(&sess.scratch)))?;
+    // The build directory is the normal user's, as the testbed's unpack
+    // makes it: a build writes its debs next to the tree.
+    let build =
+        sess.check(&sess.as_user(&format!("mktemp -d {}/build.XXX", quote(&sess.scratch))))?;
     let dest = format!("{}/real-tree", build.trim());
     sess.copy_down(&tree, &dest)?;
     sess.check(&format!("chmod -R a+rX {}", quote(build.trim())))?;
