@@ -6,8 +6,13 @@
 //! every other summary line) and the exit code must be equal. Prints the
 //! table.
 //!
-//! ADT_DIFF_ONLY=name,name restricts the packages (the whole set takes
-//! most of an hour: autopkgtest builds every fixture).
+//! A fixture whose build is incidental (every test has an empty Depends
+//! and none is build-needed, and debian/rules is the plain `dh $@`: the
+//! same trivial build as every other fixture's) runs with -B on both
+//! sides, shown as `NAME -B`; the others, build-fails among them, run
+//! built, as autopkgtest runs a tree by default.
+//!
+//! ADT_DIFF_ONLY=name,name restricts the packages.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -92,6 +97,29 @@ fn outcome(code: i32, outdir: &Path) -> Outcome {
         })
         .collect();
     Outcome { code, lines }
+}
+
+const PLAIN_DH_RULES: &str = "#!/usr/bin/make -f\n%:\n\tdh $@\n";
+
+/// See the module's comment.
+fn build_is_incidental(fixture: &Path) -> bool {
+    let read = |rel: &str| std::fs::read_to_string(fixture.join(rel)).unwrap_or_default();
+    let control = read("debian/tests/control");
+    let stanzas: Vec<&str> = control
+        .split("\n\n")
+        .filter(|s| !s.trim().is_empty())
+        .collect();
+    read("debian/rules") == PLAIN_DH_RULES
+        && !stanzas.is_empty()
+        && stanzas.iter().all(|st| {
+            let lines: Vec<&str> = st.lines().collect();
+            let empty_depends = lines.iter().enumerate().any(|(i, l)| {
+                l.strip_prefix("Depends:")
+                    .is_some_and(|v| v.trim().is_empty())
+                    && !lines.get(i + 1).is_some_and(|n| n.starts_with([' ', '\t']))
+            });
+            empty_depends && !st.contains("build-needed")
+        })
 }
 
 fn runner_args(src: &Path) -> Vec<String> {
@@ -215,10 +243,16 @@ fn adt_runner_gives_autopkgtests_verdicts_and_exit_codes() {
     let mut differing = Vec::new();
     for name in packages() {
         let fixture = workspace().join("tests/fixtures").join(&name);
-        let (src, args) = if fixture.is_dir() {
+        let (src, mut args) = if fixture.is_dir() {
             (fixture.display().to_string(), runner_args(&fixture))
         } else {
             (name.clone(), Vec::new())
+        };
+        let shown = if fixture.is_dir() && build_is_incidental(&fixture) {
+            args.push("-B".into());
+            format!("{name} -B")
+        } else {
+            name.clone()
         };
         ref_tb.revert().expect("revert");
         our_tb.revert().expect("revert");
@@ -231,7 +265,7 @@ fn adt_runner_gives_autopkgtests_verdicts_and_exit_codes() {
             let b = s.spawn(|| run_adt_runner(&bin, &our_tb, &src, &args, &our_out));
             (a.join().unwrap(), b.join().unwrap())
         });
-        let rows = row(&name, &a, &b);
+        let rows = row(&shown, &a, &b);
         for r in &rows {
             eprintln!("{r}");
         }
@@ -246,4 +280,35 @@ fn adt_runner_gives_autopkgtests_verdicts_and_exit_codes() {
         "verdicts or exit codes differ for {differing:?}; outputs kept in {}",
         results.keep().display()
     );
+}
+
+#[test]
+fn fixtures_whose_build_matters_are_compared_built() {
+    let fixture = |n: &str| workspace().join("tests/fixtures").join(n);
+    for name in [
+        "build-fails",
+        "build-needed-tree",
+        "depends-at",
+        "depends-builddeps",
+        "depends-recommends",
+        "malformed-control",
+        "uninstallable-depends",
+        "uninstallable-depends-skip-not-installable",
+    ] {
+        assert!(fixture(name).is_dir(), "{name}");
+        assert!(
+            !build_is_incidental(&fixture(name)),
+            "{name} is not compared built"
+        );
+    }
+    for name in [
+        "pass-trivial",
+        "mixed-verdicts",
+        "test-command-with-test-name",
+    ] {
+        assert!(
+            build_is_incidental(&fixture(name)),
+            "{name} is compared built"
+        );
+    }
 }
