@@ -134,18 +134,10 @@ fn start(
     }
 }
 
-/// Whether building a tree only for its binaries would be wasted: no test
-/// installs anything (so none can pull in a built deb) and none needs a
-/// built tree, or there are no valid tests at all (the run ends with "no
-/// tests" or an erroneous package after the build anyway). Verdicts and
-/// exit code are the same either way; the build is skipped.
-/// A tree whose debian/control parses on the host is unpacked there; any
-/// other (no tree, or a control file the testbed's unpack should report as
-/// autopkgtest does) is unpacked in the testbed.
-fn unpacks_on_host(src: &Source) -> bool {
-    let Source::Tree(dir) = src else {
-        return false;
-    };
+/// Whether a tree is unpacked on the host: when its debian/control parses
+/// there. One that does not is unpacked in the testbed, whose unpack
+/// reports it as autopkgtest does.
+fn unpacks_on_host(dir: &Path) -> bool {
     std::fs::read_to_string(dir.join("debian/control"))
         .is_ok_and(|c| SourceControl::parse("debian/control", &c).is_ok())
 }
@@ -188,13 +180,13 @@ impl Run<'_> {
         // dpkg-source), so the testbed gets dpkg-dev only as a build
         // dependency, if it is built (autopkgtest installs it there first
         // to unpack).
-        let on_host = unpacks_on_host(src);
-        let unpacked = match (on_host, src) {
-            (true, Source::Tree(dir)) => match source::unpack_on_host(sess, dir, self.work.path())?
-            {
-                Some(u) => u,
-                None => source::unpack(sess, self.out, src)?,
-            },
+        let unpacked = match src {
+            Source::Tree(dir) if unpacks_on_host(dir) => {
+                match source::unpack_on_host(sess, dir, self.work.path())? {
+                    Some(u) => u,
+                    None => source::unpack(sess, self.out, src)?,
+                }
+            }
             _ => source::unpack(sess, self.out, src)?,
         };
         self.out.info(&format!(

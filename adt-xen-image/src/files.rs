@@ -74,14 +74,16 @@ pub fn create_dir(host: &dyn Host, path: &Path) -> Result<()> {
 }
 
 /// An exclusive lock on a directory, held until dropped; none in a dry run.
-pub struct DirLock(#[allow(dead_code)] Option<Flock<fs::File>>);
+pub struct DirLock {
+    _held: Option<Flock<fs::File>>,
+}
 
 /// Lock `dir` (flock on the directory itself: no lock file to leave
 /// behind). With `wait`, wait for the holder; without, fail at once with
-/// `Error::Busy` naming the directory and `what` holds it.
+/// `Error::Busy` naming the directory and `what` (the likely holder).
 pub fn lock_dir(host: &dyn Host, dir: &Path, wait: bool, what: &'static str) -> Result<DirLock> {
     if host.dry_run() {
-        return Ok(DirLock(None));
+        return Ok(DirLock { _held: None });
     }
     let file = fs::File::open(dir).map_err(io("open", dir))?;
     let arg = if wait {
@@ -90,7 +92,7 @@ pub fn lock_dir(host: &dyn Host, dir: &Path, wait: bool, what: &'static str) -> 
         FlockArg::LockExclusiveNonblock
     };
     match Flock::lock(file, arg) {
-        Ok(lock) => Ok(DirLock(Some(lock))),
+        Ok(lock) => Ok(DirLock { _held: Some(lock) }),
         Err((_, Errno::EWOULDBLOCK)) => Err(Error::Busy {
             path: dir.to_owned(),
             what,

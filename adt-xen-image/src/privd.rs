@@ -83,7 +83,7 @@ pub fn write(b: &Build) -> Result<()> {
         _ => Path::new("."),
     };
     files::create_dir(b.host, dir)?;
-    let _lock = files::lock_dir(b.host, dir, true, "")?;
+    let _lock = files::lock_dir(b.host, dir, true, "another adt-xen-image's merge")?;
     let existing = files::read_optional(path)?.map(|t| String::from_utf8_lossy(&t).into_owned());
     let tools = (
         b.host
