@@ -8,6 +8,7 @@
 //! Not for: D-Bus or polkit (see `service`), running tools (see `host`).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -49,6 +50,8 @@ pub enum EngineError {
     LimitExceeded { uid: u32, held: usize },
     #[error("testbed {name}: {message}")]
     BadState { name: String, message: String },
+    #[error("adt-privd is shutting down: it creates no more testbeds")]
+    ShuttingDown,
     #[error("{0}")]
     Command(HostError),
     #[error("{0}")]
@@ -68,6 +71,9 @@ pub struct Engine<H: Host> {
     config: Config,
     ledger: Ledger,
     testbeds: Mutex<BTreeMap<String, Entry>>,
+    /// Set, under the table lock, when the shutdown teardown starts: no
+    /// testbed is created after it, so none outlives the daemon.
+    closing: AtomicBool,
 }
 
 fn now() -> u64 {
@@ -88,6 +94,7 @@ impl<H: Host> Engine<H> {
             config,
             ledger,
             testbeds: Mutex::new(BTreeMap::new()),
+            closing: AtomicBool::new(false),
         }
     }
 
@@ -130,6 +137,9 @@ impl<H: Host> Engine<H> {
         slots: usize,
     ) -> EngineResult<(Record, tokio::sync::OwnedMutexGuard<()>)> {
         let mut table = self.table();
+        if self.closing.load(Ordering::SeqCst) {
+            return Err(EngineError::ShuttingDown);
+        }
         let held = table
             .values()
             .filter(|e| e.record.uid == caller.uid)
@@ -219,11 +229,14 @@ impl<H: Host> Engine<H> {
             }
             entry.op.clone()
         };
-        let guard = op.lock_owned().await;
-        // It may have been torn down while we waited.
+        let guard = op.clone().lock_owned().await;
+        // It may have been torn down while we waited, and its slot even
+        // taken again by a new testbed of the same name: that one has a
+        // lock of its own, and this call was not meant for it.
         let record = self
             .table()
             .get(name)
+            .filter(|e| Arc::ptr_eq(&e.op, &op))
             .map(|e| e.record.clone())
             .ok_or_else(|| EngineError::UnknownTestbed(name.into()))?;
         Ok((record, guard))
@@ -350,26 +363,44 @@ impl<H: Host> Engine<H> {
             .collect();
         for name in names {
             tracing::info!(testbed = %name, owner = bus_name, "owner disconnected; tearing down");
-            self.teardown_by_name(&name).await;
+            self.teardown_by_name(&name, Some(bus_name)).await;
         }
     }
 
-    /// Tear down every testbed (shutdown).
+    /// Tear down every testbed (shutdown), after the calls in flight on
+    /// each; from here on no testbed is created.
     pub async fn teardown_all(&self) {
-        let names: Vec<String> = self.table().keys().cloned().collect();
+        let names: Vec<String> = {
+            let table = self.table();
+            self.closing.store(true, Ordering::SeqCst);
+            table.keys().cloned().collect()
+        };
         for name in names {
-            self.teardown_by_name(&name).await;
+            self.teardown_by_name(&name, None).await;
         }
     }
 
-    async fn teardown_by_name(&self, name: &str) {
+    /// Tear down `name` once the call in flight on it is done; with
+    /// `owner`, only if it still belongs to that connection (the slot may
+    /// have been freed and taken by another caller meanwhile).
+    async fn teardown_by_name(&self, name: &str, owner: Option<&str>) {
         let root = Caller {
             uid: 0,
             bus_name: String::new(),
         };
-        if let Err(e) = self.remove_snapshot(&root, name).await {
-            if !matches!(e, EngineError::UnknownTestbed(_)) {
-                tracing::error!(testbed = name, error = %e, "teardown failed; the ledger keeps it");
+        let (record, _guard) = match self.lock(&root, "snapshot", name).await {
+            Ok(locked) => locked,
+            Err(_) => return, // already gone
+        };
+        if owner.is_some_and(|o| o != record.owner) {
+            return;
+        }
+        match self.teardown_resources(&record).await {
+            Ok(()) => {
+                self.table().remove(name);
+            }
+            Err(e) => {
+                tracing::error!(testbed = name, error = %e, "teardown failed; the ledger keeps it")
             }
         }
     }
@@ -403,28 +434,31 @@ impl<H: Host> Engine<H> {
         });
         for listed in [self.host.xl_list().await, self.host.dm_list().await] {
             match listed {
-                Ok(found) => {
-                    names.extend(found.into_iter().filter(|n| n.starts_with(RESOURCE_PREFIX)))
-                }
+                Ok(found) => names.extend(found),
                 Err(e) => tracing::error!(error = %e, "cannot list existing resources"),
             }
         }
+        // Only names adt-privd could have made reach a tool, whatever the
+        // ledger directory or the tools report.
+        names.retain(|n| n.starts_with(RESOURCE_PREFIX) && is_valid_name(n));
         names.sort();
         names.dedup();
         let mut failed = Vec::new();
         for name in names {
             let uid = self.ledger.read(&name).map(|r| r.uid);
             tracing::info!(testbed = %name, ?uid, "reconciling: tearing down a leftover");
-            let record = Record {
-                name: name.clone(),
-                image: String::new(),
-                slot: 0,
-                uid: 0,
-                owner: String::new(),
-                created: 0,
-                domain: true,
-            };
-            if let Err(e) = self.teardown_resources(&record).await {
+            // Each step is tried whatever the other did: a broken xl must
+            // not keep a snapshot alive. The ledger entry goes only when
+            // both are gone, so the next start tries again.
+            let domain = self.host.xl_destroy(&name).await;
+            let snapshot = self.host.dm_remove(&name).await;
+            let result = domain.and(snapshot).and_then(|()| {
+                self.ledger.remove(&name).map_err(|e| HostError {
+                    command: format!("removing {name} from the ledger"),
+                    reason: e.to_string(),
+                })
+            });
+            if let Err(e) = result {
                 tracing::error!(testbed = %name, error = %e, "cannot tear down a leftover");
                 failed.push(name);
             }

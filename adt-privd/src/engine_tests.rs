@@ -14,6 +14,9 @@ struct Sim {
     xl: Mutex<BTreeSet<String>>,
     calls: Mutex<Vec<String>>,
     fail_restore: Mutex<bool>,
+    fail_xl: Mutex<bool>,
+    /// When set, `xl restore` waits for a permit: a call held in flight.
+    restore_gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
 }
 
 impl Sim {
@@ -49,6 +52,10 @@ impl Host for Arc<Sim> {
     }
     async fn xl_restore(&self, config: &Path, _checkpoint: &Path) -> HostResult<()> {
         self.log(format!("xl restore {}", config.display()));
+        let gate = self.restore_gate.lock().unwrap().clone();
+        if let Some(gate) = gate {
+            gate.acquire().await.unwrap().forget();
+        }
         if *self.fail_restore.lock().unwrap() {
             return Err(Sim::fail("xl restore"));
         }
@@ -59,10 +66,16 @@ impl Host for Arc<Sim> {
     }
     async fn xl_destroy(&self, name: &str) -> HostResult<()> {
         self.log(format!("xl destroy {name}"));
+        if *self.fail_xl.lock().unwrap() {
+            return Err(Sim::fail("xl destroy"));
+        }
         self.xl.lock().unwrap().remove(name);
         Ok(())
     }
     async fn xl_list(&self) -> HostResult<Vec<String>> {
+        if *self.fail_xl.lock().unwrap() {
+            return Err(Sim::fail("xl list"));
+        }
         Ok(self.xl.lock().unwrap().iter().cloned().collect())
     }
 }
@@ -84,7 +97,7 @@ fn config(ledger: &Path, slots: usize, max_per_uid: usize) -> Config {
 struct Fixture {
     _dir: tempfile::TempDir,
     sim: Arc<Sim>,
-    engine: Engine<Arc<Sim>>,
+    engine: Arc<Engine<Arc<Sim>>>,
 }
 
 fn fixture(slots: usize, max_per_uid: usize) -> Fixture {
@@ -92,7 +105,7 @@ fn fixture(slots: usize, max_per_uid: usize) -> Fixture {
     let config = config(&dir.path().join("ledger"), slots, max_per_uid);
     let ledger = Ledger::open(&config.ledger_dir).unwrap();
     let sim = Arc::new(Sim::default());
-    let engine = Engine::new(sim.clone(), config, ledger);
+    let engine = Arc::new(Engine::new(sim.clone(), config, ledger));
     Fixture {
         _dir: dir,
         sim,
@@ -317,5 +330,134 @@ async fn reconcile_tears_down_leftovers_from_tools_and_ledger() {
         vec!["other-dev"]
     );
     assert!(f.sim.xl.lock().unwrap().is_empty());
+    assert!(f.engine.ledger.names().unwrap().is_empty());
+}
+
+/// Hold `xl restore` until a permit is added to the returned gate.
+fn hold_restores(f: &Fixture) -> Arc<tokio::sync::Semaphore> {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    *f.sim.restore_gate.lock().unwrap() = Some(gate.clone());
+    gate
+}
+
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn a_call_waiting_on_a_testbed_never_acts_on_its_slots_next_owner() {
+    let f = fixture(1, 4);
+    let snap = f.engine.create_snapshot(&alice(), "img").await.unwrap();
+    let gate = hold_restores(&f);
+    let engine = f.engine.clone();
+    let s = snap.clone();
+    let resume = tokio::spawn(async move { engine.resume_domain(&alice(), &s).await });
+    until("the resume to reach xl", || {
+        f.sim
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|c| c.starts_with("xl restore"))
+    })
+    .await;
+    // Alice's second call queues behind the resume on the same testbed.
+    // It is polled only when awaited here, so the test decides when it
+    // gets its turn.
+    let alice = alice();
+    let mut late_remove = Box::pin(f.engine.remove_snapshot(&alice, &snap));
+    let waiting = tokio::time::timeout(std::time::Duration::from_millis(20), &mut late_remove);
+    assert!(
+        waiting.await.is_err(),
+        "the remove must wait for the resume"
+    );
+    // The resume fails and rolls back: the slot is free...
+    *f.sim.fail_restore.lock().unwrap() = true;
+    gate.add_permits(1);
+    assert!(resume.await.unwrap().is_err());
+    assert!(f.engine.list().is_empty());
+    // ...and is taken again, by bob, under the same name, before alice's
+    // queued call gets its turn.
+    *f.sim.restore_gate.lock().unwrap() = None;
+    let bobs = f.engine.create_snapshot(&bob(), "img").await.unwrap();
+    assert_eq!(bobs, snap);
+    let late = late_remove.await;
+    assert!(
+        matches!(late, Err(EngineError::UnknownTestbed(_))),
+        "alice's stale call must not act on bob's testbed: {late:?}"
+    );
+    assert_eq!(f.engine.list()[0].4, 1002, "bob's testbed survives");
+    assert!(f.sim.dm.lock().unwrap().contains(&snap));
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_calls_in_flight_and_refuses_new_testbeds() {
+    let f = fixture(2, 4);
+    let snap = f.engine.create_snapshot(&alice(), "img").await.unwrap();
+    let gate = hold_restores(&f);
+    let engine = f.engine.clone();
+    let s = snap.clone();
+    let resume = tokio::spawn(async move { engine.resume_domain(&alice(), &s).await });
+    until("the resume to reach xl", || {
+        f.sim
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|c| c.starts_with("xl restore"))
+    })
+    .await;
+    let engine = f.engine.clone();
+    let shutdown = tokio::spawn(async move { engine.teardown_all().await });
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert!(!shutdown.is_finished(), "teardown must wait for the resume");
+    let e = f.engine.create_snapshot(&bob(), "img").await.unwrap_err();
+    assert!(matches!(e, EngineError::ShuttingDown), "{e}");
+    gate.add_permits(1);
+    resume.await.unwrap().unwrap();
+    shutdown.await.unwrap();
+    // The domain the resume made is gone with its snapshot.
+    assert!(f.sim.xl.lock().unwrap().is_empty());
+    assert!(f.sim.dm.lock().unwrap().is_empty());
+    assert!(f.engine.list().is_empty());
+    assert!(f.engine.ledger.names().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn reconcile_removes_snapshots_even_when_xl_fails_and_keeps_the_ledger() {
+    let f = fixture(2, 4);
+    f.sim.dm.lock().unwrap().insert("adt-img-0".into());
+    f.engine
+        .ledger
+        .write(&Record {
+            name: "adt-img-0".into(),
+            image: "img".into(),
+            slot: 0,
+            uid: 5,
+            owner: ":1.5".into(),
+            created: 0,
+            domain: true,
+        })
+        .unwrap();
+    *f.sim.fail_xl.lock().unwrap() = true;
+    assert_eq!(f.engine.reconcile().await, vec!["adt-img-0".to_string()]);
+    assert!(
+        f.sim.dm.lock().unwrap().is_empty(),
+        "the snapshot goes even though xl failed"
+    );
+    assert_eq!(
+        f.engine.ledger.names().unwrap(),
+        vec!["adt-img-0".to_string()],
+        "the ledger keeps it for the next start"
+    );
+    // Once xl works again, the next start finishes the job.
+    *f.sim.fail_xl.lock().unwrap() = false;
+    assert!(f.engine.reconcile().await.is_empty());
     assert!(f.engine.ledger.names().unwrap().is_empty());
 }

@@ -123,6 +123,9 @@ async fn serve(config: Config, bus: Option<String>) -> Result<(), String> {
         .at(OBJECT_PATH, service)
         .await
         .map_err(|e| format!("cannot serve {OBJECT_PATH}: {e}"))?;
+    let changes = service::subscribe_disconnections(&conn)
+        .await
+        .map_err(|e| format!("cannot watch for disconnections: {e}"))?;
     // The name last: no call arrives before everything is in place.
     conn.request_name(BUS_NAME)
         .await
@@ -132,7 +135,7 @@ async fn serve(config: Config, bus: Option<String>) -> Result<(), String> {
         "serving {BUS_NAME}"
     );
 
-    let watcher = tokio::spawn(service::watch_disconnections(conn.clone(), engine.clone()));
+    let watcher = tokio::spawn(service::watch_disconnections(changes, engine.clone()));
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: tearing everything down"),
         _ = int.recv() => tracing::info!("SIGINT: tearing everything down"),

@@ -47,7 +47,7 @@ impl From<EngineError> for Xen1Error {
             EngineError::NotOwner { .. } => Xen1Error::AccessDenied(text),
             EngineError::NoFreeSlot { .. } => Xen1Error::NoFreeSlot(text),
             EngineError::LimitExceeded { .. } => Xen1Error::LimitExceeded(text),
-            EngineError::BadState { .. } => Xen1Error::BadState(text),
+            EngineError::BadState { .. } | EngineError::ShuttingDown => Xen1Error::BadState(text),
             EngineError::Command(_) => Xen1Error::CommandFailed(text),
             EngineError::Internal(_) => Xen1Error::Internal(text),
         }
@@ -174,13 +174,20 @@ impl Xen1 {
     }
 }
 
+/// Subscribe to disconnections; done before the bus name is owned, so
+/// no caller can connect, create and leave unseen.
+pub async fn subscribe_disconnections(
+    conn: &zbus::Connection,
+) -> zbus::Result<zbus::fdo::NameOwnerChangedStream> {
+    let dbus = zbus::fdo::DBusProxy::new(conn).await?;
+    dbus.receive_name_owner_changed().await
+}
+
 /// Tear down a caller's testbeds as soon as its connection goes away.
 pub async fn watch_disconnections<H: Host>(
-    conn: zbus::Connection,
+    mut changes: zbus::fdo::NameOwnerChangedStream,
     engine: Arc<Engine<H>>,
 ) -> zbus::Result<()> {
-    let dbus = zbus::fdo::DBusProxy::new(&conn).await?;
-    let mut changes = dbus.receive_name_owner_changed().await?;
     while let Some(signal) = changes.next().await {
         let Ok(args) = signal.args() else { continue };
         // A unique name losing its owner is a connection that closed.
