@@ -431,6 +431,9 @@ def lab_packages(specs):
     return out
 
 
+CHECK_LINE = re.compile(r"check (\S+) (ok|FAIL)(?:\s+#.*)?\s*")
+
+
 # autopkgtest's exit codes, from best to worst (a lab failure is 20).
 def worst_code(codes):
     return max(codes) if codes else 0
@@ -466,6 +469,11 @@ def run_lab(args, paths):
     for line in lines:
         if line.startswith(("figure ", "check ", "target ")):
             print(line)
+    # A check line is `check NAME ok|FAIL`, maybe followed by `# why`; any
+    # other line starting with `check ` is a broken check: the lab fails.
+    malformed = [line for line in lines if line.startswith("check ") and not CHECK_LINE.fullmatch(line)]
+    for line in malformed:
+        print(f"check dom0_check_line_well_formed FAIL  # not `check NAME ok|FAIL`: {line!r}")
     print("== packages (adt-runner in dom0, then Debian's autopkgtest on the same testbeds)")
     for line in lines:
         if line.startswith(("package ", "summary ", "reference ", "reference-summary ")):
@@ -486,7 +494,7 @@ def run_lab(args, paths):
     print(f"figure host_origin_checksum {time.time() - t:.1f} s")
     if not same:
         rc = rc or 1
-    if any(line.startswith("check ") and line.split()[2] == "FAIL" for line in lines):
+    if malformed or any(m and m.group(2) == "FAIL" for m in map(CHECK_LINE.fullmatch, lines)):
         rc = rc or 1
     for k, v in timings.items():
         print(f"figure lab_{k} {v:.1f} s")
