@@ -405,7 +405,10 @@ impl Session {
 
     /// Releases the testbed.
     pub fn stop(&mut self) -> Result<(), RunError> {
-        let _ = self.check(&format!("rm -rf -- {}", quote(&self.scratch)));
+        // After a failed revert there is nothing left to clean inside.
+        if self.tb.is_up() {
+            let _ = self.check(&format!("rm -rf -- {}", quote(&self.scratch)));
+        }
         Ok(self.tb.stop()?)
     }
 }

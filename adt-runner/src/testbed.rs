@@ -25,8 +25,12 @@ pub enum TestbedError {
 
 /// One testbed the runner holds.
 pub trait Testbed {
-    /// The logged-in session.
+    /// The logged-in session; only while `is_up`.
     fn ssh(&self) -> &Ssh;
+    /// False once a failed revert left no testbed to log in to.
+    fn is_up(&self) -> bool {
+        true
+    }
     /// autopkgtest capabilities: `revert`, `revert-full-system`,
     /// `isolation-machine`, ... (`root-on-testbed` is decided by `session`).
     fn caps(&self) -> BTreeSet<String>;

@@ -140,6 +140,10 @@ impl Testbed for XenTestbed {
         self.ssh.as_ref().expect("xen testbed is up")
     }
 
+    fn is_up(&self) -> bool {
+        self.ssh.is_some()
+    }
+
     fn caps(&self) -> BTreeSet<String> {
         [
             "revert",

@@ -81,16 +81,25 @@ fn config(dir: &Path, origin: &Path, tb: &SshTestbed) -> PathBuf {
     path
 }
 
-/// Serves the restore hook's revert requests until `stop` is set.
-fn serve_reverts(dir: &Path, tb: &SshTestbed, stop: &std::sync::atomic::AtomicBool) {
+/// Serves the restore hook's revert requests until `stop` is set; from
+/// the `fail_from`th request on (counting from 0), answers that it failed.
+fn serve_reverts(
+    dir: &Path,
+    tb: &SshTestbed,
+    stop: &std::sync::atomic::AtomicBool,
+    fail_from: usize,
+) {
     let (req, done) = (dir.join("revert-request"), dir.join("revert-done"));
     let revert = scripts_dir().join("revert");
+    let mut served = 0;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         if std::fs::remove_file(&req).is_ok() {
-            let ok = Command::new(&revert)
-                .arg(tb.dir())
-                .status()
-                .is_ok_and(|s| s.success());
+            let ok = served < fail_from
+                && Command::new(&revert)
+                    .arg(tb.dir())
+                    .status()
+                    .is_ok_and(|s| s.success());
+            served += 1;
             std::fs::write(&done, if ok { "ok" } else { "failed" }).unwrap();
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -175,15 +184,50 @@ fn xen_testbed_through_adt_privd_as_an_ordinary_user() {
     let fixture = project_root().join("tests/fixtures/breaks-testbed");
     let stop = std::sync::atomic::AtomicBool::new(false);
     let o = std::thread::scope(|s| {
-        s.spawn(|| serve_reverts(dir.path(), &tb, &stop));
+        s.spawn(|| serve_reverts(dir.path(), &tb, &stop, usize::MAX));
         let o = run_as_user(&bus, &runner, &fixture, &key, &out);
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         o
     });
     let summary = std::fs::read_to_string(out.join("summary")).unwrap_or_default();
     let calls = std::fs::read_to_string(dir.path().join("state/calls")).unwrap_or_default();
+
+    // Again, but the revert between the tests fails (the domain cannot be
+    // resumed): a testbed failure, exit 16 as autopkgtest's, with nothing
+    // left behind and no crash.
+    let out2 = user_dir.join("out-failed-revert");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let o2 = std::thread::scope(|s| {
+        s.spawn(|| serve_reverts(dir.path(), &tb, &stop, 1));
+        let o = run_as_user(&bus, &runner, &fixture, &key, &out2);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        o
+    });
+    let left_after_failure = (existing(dir.path(), "xl"), existing(dir.path(), "dm"));
     let _ = privd.kill();
     let _ = privd.wait();
+    let why2 = format!(
+        "stderr:\n{}\nsummary:\n{}\nprivd log:\n{}",
+        String::from_utf8_lossy(&o2.stderr),
+        std::fs::read_to_string(out2.join("summary")).unwrap_or_default(),
+        std::fs::read_to_string(dir.path().join("privd.log")).unwrap_or_default()
+    );
+    assert_eq!(o2.status.code(), Some(16), "{why2}");
+    assert!(
+        !String::from_utf8_lossy(&o2.stderr).contains("panicked"),
+        "{why2}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out2.join("exitcode")).unwrap_or_default(),
+        "16\n",
+        "{why2}"
+    );
+    assert_eq!(
+        left_after_failure,
+        (vec![], vec![]),
+        "a failed revert leaves no domain or snapshot: {why2}"
+    );
+
     let why = format!(
         "stderr:\n{}\nsummary:\n{summary}\ncalls:\n{calls}\nrestore hook:\n{}\nprivd log:\n{}",
         String::from_utf8_lossy(&o.stderr),
