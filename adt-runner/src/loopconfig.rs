@@ -223,6 +223,7 @@ impl Config {
             (Some(smtp), Some(from)) => {
                 let to = mail.to.unwrap_or_else(|| "{maintainer}".into());
                 crate::report::mail::check_template(&to)?;
+                crate::report::mail::sender(&from)?;
                 Some(MailConfig {
                     smtp,
                     from,

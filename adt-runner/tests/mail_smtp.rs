@@ -34,6 +34,19 @@ fn stored(root: &Path) -> std::path::PathBuf {
         .dir
 }
 
+/// A stored result of `source` with these control fields.
+fn stored_as(root: &Path, source: &str, control: serde_json::Value) -> std::path::PathBuf {
+    let out = root.join(format!("out-{source}"));
+    output_dir(&out, source, "1.0-1", 4, SUMMARY, LOG);
+    let store = Store {
+        root: root.join("results"),
+        release: "bookworm".into(),
+        arch: "amd64".into(),
+    };
+    let request = serde_json::json!({"source": source, "control": control});
+    store.store(source, &out, &request.to_string()).unwrap().dir
+}
+
 fn reporters(port: u16, spool: &Path, to: &str) -> Reporters {
     Reporters {
         programs: vec![],
@@ -123,4 +136,68 @@ fn reporter_programs_get_the_result_directory() {
     };
     let e = failing.report(&dir, "PASS").unwrap_err();
     assert!(e.contains("reporter \"false\""), "{e}");
+}
+
+#[test]
+fn a_refused_message_is_set_aside_and_does_not_hold_up_the_others() {
+    let d = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let spool = d.path().join("spool");
+    let r = reporters(port, &spool, "{maintainer}");
+    // Spooled while the server is down: the refused one first, so that
+    // it is the oldest and would block the queue.
+    let refused = stored_as(
+        d.path(),
+        "refused",
+        serde_json::json!({"Maintainer": "Gone <nobody-here@example.org>"}),
+    );
+    let fine = stored_as(
+        d.path(),
+        "fine",
+        serde_json::json!({"Maintainer": "Here <someone@example.org>"}),
+    );
+    r.report(&refused, "PASS (exit code 0)").unwrap();
+    r.report(&fine, "PASS (exit code 0)").unwrap();
+    assert_eq!(mail::spooled(&spool).len(), 2);
+
+    let smtp = Smtp::start_refusing(port, &d.path().join("maildir"), "nobody-here");
+    assert_eq!(mail::flush(r.mail.as_ref().unwrap()).unwrap(), 0);
+    let msgs = smtp.messages();
+    assert_eq!(
+        msgs.len(),
+        1,
+        "the message behind the refused one arrives: {msgs:?}"
+    );
+    assert_eq!(msgs[0]["to"], "Here <someone@example.org>");
+    assert!(mail::spooled(&spool).is_empty());
+    let aside: Vec<_> = std::fs::read_dir(&spool)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".eml.rejected"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the refused message is kept for the admin");
+    let text = std::fs::read_to_string(spool.join(&aside[0])).unwrap();
+    assert!(text.contains("Subject: refused 1.0-1"), "{text}");
+    // Set aside means not retried.
+    assert_eq!(mail::flush(r.mail.as_ref().unwrap()).unwrap(), 0);
+    assert_eq!(smtp.messages().len(), 1);
+}
+
+#[test]
+fn a_report_the_template_cannot_address_goes_to_the_sender() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = stored_as(d.path(), "nomaint", serde_json::json!({}));
+    let smtp = Smtp::start(free_port(), &d.path().join("maildir"));
+    let r = reporters(smtp.port, &d.path().join("spool"), "{maintainer}");
+    r.report(&dir, "REGRESSION (exit code 4)").unwrap();
+    let msgs = smtp.messages();
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    assert_eq!(msgs[0]["to"], "adt-runner <runner@ci.example.org>");
+    assert_eq!(
+        msgs[0]["subject"],
+        "[unaddressed] nomaint 1.0-1: REGRESSION (exit code 4)"
+    );
+    let body = msgs[0]["body"].as_str().unwrap();
+    assert!(body.contains("no Maintainer field"), "says why: {body}");
+    assert!(body.contains(SUMMARY.trim_end()), "{body}");
 }

@@ -5,7 +5,10 @@
 //!
 //! Nothing is lost: every message is written to the spool (fsynced) before
 //! the first attempt and removed only once the server accepted it; what is
-//! left is retried by `flush` on later iterations, oldest first.
+//! left is retried by `flush` on later iterations, oldest first. A message
+//! the server refuses for good (5xx) is set aside as `*.eml.rejected` for
+//! the admin, so it cannot hold up the others; a report the template
+//! cannot address (no Maintainer field, say) goes to the sender address.
 //!
 //! Not for: deciding what to report (`report`), the verdicts (`history`).
 
@@ -105,20 +108,40 @@ fn tail(log: &[u8], lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// Composes the message for `r`.
+/// The sender address, checked (at configuration time too).
+pub fn sender(from: &str) -> Result<Mailbox, String> {
+    from.parse()
+        .map_err(|e| format!("mail sender {from:?}: not an address: {e}"))
+}
+
+/// Composes the message for `r`. A report the template cannot address is
+/// sent to the sender address instead, saying why, rather than lost.
 pub fn compose(cfg: &MailConfig, r: &Report) -> Result<Message, String> {
-    let from: Mailbox = cfg
-        .from
-        .parse()
-        .map_err(|e| format!("mail sender {:?}: {e}", cfg.from))?;
-    let mut b = Message::builder()
-        .from(from)
-        .subject(format!("{} {}: {}", r.source, r.version, r.verdict));
-    for m in recipients(&cfg.to, r)? {
+    let from = sender(&cfg.from)?;
+    let (to, why_here) = match recipients(&cfg.to, r) {
+        Ok(to) => (to, String::new()),
+        Err(e) => {
+            tracing::warn!(source = r.source, error = %e, "report sent to the sender address");
+            (
+                Mailboxes::from(from.clone()),
+                format!("This report could not be addressed ({e}); it is sent to the sender address instead.\n\n"),
+            )
+        }
+    };
+    let unaddressed = if why_here.is_empty() {
+        ""
+    } else {
+        "[unaddressed] "
+    };
+    let mut b = Message::builder().from(from).subject(format!(
+        "{unaddressed}{} {}: {}",
+        r.source, r.version, r.verdict
+    ));
+    for m in to {
         b = b.to(m);
     }
     let body = format!(
-        "Source:  {} {}\nVerdict: {}\nResult:  {}\n\nSummary:\n{}\n\nLast {} lines of the transcript (all of it is attached as log.gz):\n\n{}\n",
+        "{why_here}Source:  {} {}\nVerdict: {}\nResult:  {}\n\nSummary:\n{}\n\nLast {} lines of the transcript (all of it is attached as log.gz):\n\n{}\n",
         r.source,
         r.version,
         r.verdict,
@@ -194,8 +217,10 @@ pub fn spooled(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// Sends what is spooled, oldest first, stopping at the first failure
-/// (the server is likely down; the rest waits for the next try).
+/// Sends what is spooled, oldest first. A message the server refuses for
+/// good (5xx) is set aside as `*.eml.rejected` and the next one is tried;
+/// one it defers (4xx) stays and the next one is tried; when the server
+/// cannot be reached at all, the rest waits for the next flush.
 /// Returns how many messages are still waiting.
 pub fn flush(cfg: &MailConfig) -> Result<usize, String> {
     let waiting = spooled(&cfg.spool);
@@ -203,6 +228,7 @@ pub fn flush(cfg: &MailConfig) -> Result<usize, String> {
         return Ok(0);
     }
     let t = transport(&cfg.smtp)?;
+    let mut deferred = 0;
     for (i, eml) in waiting.iter().enumerate() {
         let env_path = eml.with_extension("envelope");
         let read = || -> Result<(Envelope, Vec<u8>), String> {
@@ -238,14 +264,25 @@ pub fn flush(cfg: &MailConfig) -> Result<usize, String> {
                 fs::remove_file(eml).map_err(|e| format!("{}: {e}", eml.display()))?;
                 let _ = fs::remove_file(&env_path);
             }
+            Err(e) if e.is_permanent() => {
+                let aside = eml.with_extension("eml.rejected");
+                fs::rename(eml, &aside).map_err(|e| format!("{}: {e}", eml.display()))?;
+                tracing::error!(server = %cfg.smtp, error = %e, message = %aside.display(),
+                    "mail refused by the server; set aside");
+            }
+            Err(e) if e.is_transient() => {
+                deferred += 1;
+                tracing::warn!(server = %cfg.smtp, error = %e, message = %eml.display(),
+                    "mail deferred by the server; kept in the spool");
+            }
             Err(e) => {
-                let left = waiting.len() - i;
+                let left = deferred + waiting.len() - i;
                 tracing::warn!(server = %cfg.smtp, error = %e, waiting = left, "mail not sent; kept in the spool");
                 return Ok(left);
             }
         }
     }
-    Ok(0)
+    Ok(deferred)
 }
 
 #[cfg(test)]

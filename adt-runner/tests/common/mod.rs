@@ -65,17 +65,58 @@ pub struct Smtp {
     pub maildir: PathBuf,
 }
 
+/// An aiosmtpd handler that refuses, with 550, every recipient whose
+/// address contains its second argument, and saves the rest.
+const REJECTING_HANDLER: &str = r#"
+from aiosmtpd.handlers import Mailbox
+
+class Rejecting(Mailbox):
+    def __init__(self, maildir, refused):
+        super().__init__(maildir)
+        self.refused = refused
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.refused in address:
+            return "550 5.1.1 <%s>: recipient refused" % address
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    @classmethod
+    def from_cli(cls, parser, *args):
+        return cls(*args)
+"#;
+
 impl Smtp {
     pub fn start(port: u16, maildir: &Path) -> Smtp {
+        Smtp::spawn(port, maildir, None)
+    }
+
+    /// A server that refuses (550) recipients whose address contains
+    /// `refused`.
+    pub fn start_refusing(port: u16, maildir: &Path, refused: &str) -> Smtp {
+        Smtp::spawn(port, maildir, Some(refused))
+    }
+
+    fn spawn(port: u16, maildir: &Path, refused: Option<&str>) -> Smtp {
         ensure_packages(has_aiosmtpd, &["python3-aiosmtpd"]).unwrap();
-        let child = Command::new(PYTHON)
-            .args(["-m", "aiosmtpd", "-n", "-l"])
-            .arg(format!("127.0.0.1:{port}"))
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(maildir)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start aiosmtpd");
+        let mut cmd = Command::new(PYTHON);
+        cmd.args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"));
+        match refused {
+            None => {
+                cmd.args(["-c", "aiosmtpd.handlers.Mailbox"]).arg(maildir);
+            }
+            Some(refused) => {
+                let module = maildir.with_extension("handler");
+                std::fs::create_dir_all(&module).unwrap();
+                std::fs::write(module.join("rejecting.py"), REJECTING_HANDLER).unwrap();
+                cmd.env("PYTHONPATH", &module)
+                    .args(["-c", "rejecting.Rejecting"])
+                    .arg(maildir)
+                    .arg(refused);
+            }
+        }
+        let child = cmd.stdin(Stdio::null()).spawn().expect("start aiosmtpd");
         let start = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
