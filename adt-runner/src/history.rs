@@ -16,7 +16,7 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::verdict::{BADPKG, ERROR, NO_TESTS, TESTBED};
+use crate::verdict::{BADPKG, ERROR, FAILED, NO_TESTS, SKIPPED, TESTBED};
 
 /// A classification of a test, or of a whole run (its worst test).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -464,9 +464,19 @@ impl History {
 }
 
 /// A run whose testbed or infrastructure failed tells nothing about the
-/// package.
+/// package: autopkgtest's 16 and 20, and any code autopkgtest does not
+/// define (the runner crashed, 101, or was killed by a signal, 128+N).
 pub fn is_tmpfail(exitcode: i32) -> bool {
-    exitcode == TESTBED || exitcode == ERROR
+    let package_codes = [
+        0,
+        SKIPPED,
+        FAILED,
+        FAILED | SKIPPED,
+        NO_TESTS,
+        BADPKG,
+        BADPKG | SKIPPED,
+    ];
+    exitcode == TESTBED || exitcode == ERROR || !package_codes.contains(&exitcode)
 }
 
 fn classify_test(

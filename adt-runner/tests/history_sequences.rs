@@ -59,6 +59,29 @@ fn pass_then_tmpfail_is_not_a_regression() {
 }
 
 #[test]
+fn a_crashed_or_killed_runner_is_a_tmpfail_not_a_regression() {
+    // The summary may hold what ran before the crash; a code autopkgtest
+    // does not define says the run, not the package, went wrong.
+    let crashed = (101, "smoke                FAIL non-zero exit status 1\n");
+    let killed = (137, "");
+    assert_eq!(
+        classes(&[PASS, crashed, killed, FAIL]),
+        [
+            Class::Pass,
+            Class::Tmpfail,
+            Class::Tmpfail,
+            Class::Regression
+        ]
+    );
+    for package_code in [0, 2, 4, 6, 8, 12, 14] {
+        assert!(
+            !adt_runner::history::is_tmpfail(package_code),
+            "{package_code}"
+        );
+    }
+}
+
+#[test]
 fn a_tmpfail_neither_hides_nor_makes_a_pass() {
     assert_eq!(
         classes(&[PASS, TMPFAIL, FAIL]),
