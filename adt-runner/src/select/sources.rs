@@ -27,11 +27,12 @@ pub struct SourcePkg {
 }
 
 impl SourcePkg {
-    /// Whether the source declares DEP-8 tests.
+    /// Whether the source has its own DEP-8 tests: `autopkgtest` in its
+    /// Testsuite (dpkg-source puts it there for a debian/tests/control).
+    /// `autopkgtest-pkg-*` alone means tests autodep8 would generate,
+    /// which the runner does not: such a source would only say "no tests".
     pub fn has_tests(&self) -> bool {
-        self.testsuite
-            .split(',')
-            .any(|t| t.trim().starts_with("autopkgtest"))
+        self.testsuite.split(',').any(|t| t.trim() == "autopkgtest")
     }
 }
 
@@ -294,7 +295,11 @@ Build-Depends: debhelper-compat (= 13), python3-all:any | python3
         );
         assert_eq!(hello.maintainer, "Santiago Vila <sanvila@debian.org>");
         let names: Vec<_> = idx.testable().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["hello", "python-distro"]);
+        assert_eq!(
+            names,
+            ["hello"],
+            "autopkgtest-pkg-python alone is autodep8's"
+        );
         let deps = idx.dependency_versions(hello);
         assert_eq!(
             deps.into_iter().collect::<Vec<_>>(),
