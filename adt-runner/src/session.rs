@@ -331,7 +331,9 @@ impl Session {
             .parent()
             .map_or("/".into(), |p| p.display().to_string());
         self.check(&format!("mkdir -p {}", quote(&parent)))?;
-        self.tb.ssh().copy_down(host, tb)?;
+        self.tb
+            .ssh()
+            .copy_down(host, tb, Some(self.timeouts.copy))?;
         if !self.user.is_empty() {
             let chown = format!("chown -R {} -- {}", quote(&self.user), quote(tb));
             let (exit, _, _) = self.capture(&chown, Kind::Copy)?;
@@ -348,7 +350,10 @@ impl Session {
             std::fs::create_dir_all(parent)
                 .map_err(|e| RunError::Error(format!("cannot create {}: {e}", parent.display())))?;
         }
-        Ok(self.tb.ssh().copy_up(tb, host, is_dir)?)
+        Ok(self
+            .tb
+            .ssh()
+            .copy_up(tb, host, is_dir, Some(self.timeouts.copy))?)
     }
 
     /// Marks the testbed as needing a revert before the next test.

@@ -260,17 +260,25 @@ impl Ssh {
     /// Writes `data` to the remote file `dest`.
     pub fn write_file(&self, dest: &str, data: &[u8]) -> Result<(), SshError> {
         let cmd = format!("cat > {}", quote(dest));
-        self.checked(&cmd, Some(&mut &data[..]), &mut io::sink())
+        self.checked(&cmd, Some(&mut &data[..]), &mut io::sink(), None)
     }
 
+    /// Runs `cmd`; a non-zero exit or the `timeout` is an error.
     fn checked(
         &self,
         cmd: &str,
         stdin: Option<&mut dyn Read>,
         out: &mut dyn Write,
+        timeout: Option<u64>,
     ) -> Result<(), SshError> {
         let mut err = Vec::new();
-        let exit = self.run(cmd, stdin, out, &mut err, None)?;
+        let exit = self.run(cmd, stdin, out, &mut err, timeout)?;
+        if exit.timed_out || (exit.code == 124 && timeout.is_some()) {
+            return Err(self.session_err(format!(
+                "`{cmd}` timed out after {} s",
+                timeout.unwrap_or_default()
+            )));
+        }
         if exit.code != 0 {
             let msg = String::from_utf8_lossy(&err);
             return Err(self.session_err(format!(
@@ -283,13 +291,14 @@ impl Ssh {
     }
 
     /// Copies the local file or directory `src` to `dest` in the testbed
-    /// (a directory's contents go into `dest`, created if needed).
-    pub fn copy_down(&self, src: &Path, dest: &str) -> Result<(), SshError> {
+    /// (a directory's contents go into `dest`, created if needed); given
+    /// up, as a session error, after `timeout` seconds.
+    pub fn copy_down(&self, src: &Path, dest: &str, timeout: Option<u64>) -> Result<(), SshError> {
         if !src.is_dir() {
             let mut f = std::fs::File::open(src)
                 .map_err(|e| local_err(&format!("reading {}", src.display()), e))?;
             let cmd = format!("cat > {}", quote(dest));
-            return self.checked(&cmd, Some(&mut f), &mut io::sink());
+            return self.checked(&cmd, Some(&mut f), &mut io::sink(), timeout);
         }
         let mut tar = Command::new("tar")
             .arg("-C")
@@ -303,7 +312,12 @@ impl Ssh {
             "mkdir -p {0} && tar --no-same-owner -C {0} -xf -",
             quote(dest)
         );
-        let r = self.checked(&cmd, Some(&mut pipe), &mut io::sink());
+        let r = self.checked(&cmd, Some(&mut pipe), &mut io::sink(), timeout);
+        // Closed before the wait: a tar still writing gets EPIPE, not a hang.
+        drop(pipe);
+        if r.is_err() {
+            let _ = tar.kill();
+        }
         let status = tar.wait().map_err(|e| local_err("tar", e))?;
         r?;
         if !status.success() {
@@ -316,12 +330,19 @@ impl Ssh {
     }
 
     /// Copies the testbed's file or directory `src` to the local `dest`
-    /// (a directory's contents go into `dest`, created if needed).
-    pub fn copy_up(&self, src: &str, dest: &Path, is_dir: bool) -> Result<(), SshError> {
+    /// (a directory's contents go into `dest`, created if needed); given
+    /// up, as a session error, after `timeout` seconds.
+    pub fn copy_up(
+        &self,
+        src: &str,
+        dest: &Path,
+        is_dir: bool,
+        timeout: Option<u64>,
+    ) -> Result<(), SshError> {
         if !is_dir {
             let mut f = std::fs::File::create(dest)
                 .map_err(|e| local_err(&format!("creating {}", dest.display()), e))?;
-            return self.checked(&format!("cat {}", quote(src)), None, &mut f);
+            return self.checked(&format!("cat {}", quote(src)), None, &mut f, timeout);
         }
         std::fs::create_dir_all(dest)
             .map_err(|e| local_err(&format!("creating {}", dest.display()), e))?;
@@ -333,7 +354,12 @@ impl Ssh {
             .spawn()
             .map_err(|e| local_err("tar", e))?;
         let mut pipe = tar.stdin.take().expect("piped stdin");
-        let r = self.checked(&format!("tar -C {} -cf - .", quote(src)), None, &mut pipe);
+        let r = self.checked(
+            &format!("tar -C {} -cf - .", quote(src)),
+            None,
+            &mut pipe,
+            timeout,
+        );
         drop(pipe);
         let status = tar.wait().map_err(|e| local_err("tar", e))?;
         r?;
@@ -354,21 +380,17 @@ fn local_err(what: &str, e: io::Error) -> SshError {
     }
 }
 
+/// The number of the signal an `exit-signal` message names: RFC 4254's
+/// names without `SIG` (`TERM`, `USR1`, ...), or OpenSSH's `NAME@openssh.com`
+/// for the others; this host's numbering (the testbed's architecture is
+/// this host's). An unknown name counts as SIGTERM's 15.
 fn signal_number(name: &str) -> i32 {
-    let name = name.trim_start_matches("SIG");
-    match name {
-        "HUP" => 1,
-        "INT" => 2,
-        "QUIT" => 3,
-        "ILL" => 4,
-        "ABRT" => 6,
-        "FPE" => 8,
-        "KILL" => 9,
-        "SEGV" => 11,
-        "PIPE" => 13,
-        "ALRM" => 14,
-        _ => 15,
-    }
+    let name = name.trim_end_matches("@openssh.com");
+    let name = name.strip_prefix("SIG").unwrap_or(name);
+    format!("SIG{name}")
+        .parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .unwrap_or(15)
 }
 
 /// Moves bytes between one channel and the local sinks and source.
@@ -524,6 +546,23 @@ mod tests {
             "took {:?}",
             started.elapsed()
         );
+    }
+
+    #[test]
+    fn exit_signal_names_map_to_their_numbers() {
+        for (name, n) in [
+            ("TERM", 15),
+            ("KILL", 9),
+            ("USR1", 10),
+            ("USR2", 12),
+            ("SEGV", 11),
+            ("SIGINT", 2),
+            ("BUS@openssh.com", 7),
+            ("XCPU@openssh.com", 24),
+            ("NOSUCH@openssh.com", 15),
+        ] {
+            assert_eq!(signal_number(name), n, "{name}");
+        }
     }
 
     #[test]

@@ -125,20 +125,26 @@ fn trees_and_files_copy_both_ways_intact() {
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(src.path().join("big"), &big).unwrap();
     std::os::unix::fs::symlink("big", src.path().join("link")).unwrap();
-    ssh.copy_down(src.path(), "/tmp/copied tree").unwrap();
+    ssh.copy_down(src.path(), "/tmp/copied tree", Some(60))
+        .unwrap();
     let o = ssh
         .output("cat '/tmp/copied tree/a/b/file'; readlink '/tmp/copied tree/link'")
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout), "nested\nbig\n");
     let back = tempfile::tempdir().unwrap();
-    ssh.copy_up("/tmp/copied tree", &back.path().join("t"), true)
+    ssh.copy_up("/tmp/copied tree", &back.path().join("t"), true, Some(60))
         .unwrap();
     assert_eq!(std::fs::read(back.path().join("t/big")).unwrap(), big);
-    ssh.copy_up("/tmp/copied tree/a/b/file", &back.path().join("f"), false)
-        .unwrap();
+    ssh.copy_up(
+        "/tmp/copied tree/a/b/file",
+        &back.path().join("f"),
+        false,
+        None,
+    )
+    .unwrap();
     assert_eq!(std::fs::read(back.path().join("f")).unwrap(), b"nested\n");
     assert!(ssh
-        .copy_up("/tmp/no such file", &back.path().join("g"), false)
+        .copy_up("/tmp/no such file", &back.path().join("g"), false, None)
         .is_err());
 }
 
@@ -160,4 +166,41 @@ fn a_wrong_key_is_a_login_error() {
         .err()
         .expect("login must fail");
     assert!(e.to_string().contains("ssh login as root@"), "{e}");
+}
+
+#[test]
+fn a_copy_that_hangs_is_given_up_at_its_timeout() {
+    need_testbed!();
+    let bed = Bed::start();
+    let ssh = connect(&bed);
+    // A FIFO nobody writes to (copy up) or reads from (copy down) blocks
+    // its copy for ever.
+    let o = ssh
+        .output("rm -f /tmp/stuck-fifo && mkfifo /tmp/stuck-fifo")
+        .unwrap();
+    assert_eq!(o.exit.code, 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let local = tempfile::tempdir().unwrap();
+    std::fs::write(local.path().join("f"), b"data\n").unwrap();
+    for (what, result) in [
+        (
+            "copy up",
+            Box::new(|| ssh.copy_up("/tmp/stuck-fifo", &local.path().join("up"), false, Some(2)))
+                as Box<dyn Fn() -> Result<(), adt_runner::ssh::SshError>>,
+        ),
+        (
+            "copy down",
+            Box::new(|| ssh.copy_down(&local.path().join("f"), "/tmp/stuck-fifo", Some(2))),
+        ),
+    ] {
+        let started = Instant::now();
+        let e = result().expect_err(what);
+        assert!(e.to_string().contains("timed out after 2 s"), "{what}: {e}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{what} took {:?}",
+            started.elapsed()
+        );
+    }
+    // The session is still usable afterwards.
+    assert_eq!(ssh.output("true").unwrap().exit.code, 0);
 }
