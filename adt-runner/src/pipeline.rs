@@ -206,7 +206,7 @@ impl Run<'_> {
         if build_needed {
             sess.needs_reset();
             let stanza = self.build_stanza(sess, &unpacked)?;
-            source::build(sess, self.out, &unpacked, stanza.as_ref())?;
+            source::build(sess, self.out, &unpacked, stanza.as_ref(), &self.req.env)?;
         }
         let host_tree = self.work.path().join("tests-tree");
         sess.copy_up(&unpacked.dir, &host_tree, true)?;

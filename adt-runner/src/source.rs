@@ -307,12 +307,14 @@ pub fn changelog_head(text: &str) -> Option<(String, String)> {
 }
 
 /// Installs the build dependencies named in `source_stanza` and builds
-/// with dpkg-buildpackage, keeping patches applied.
+/// with dpkg-buildpackage, keeping patches applied, with the `--env`
+/// variables `env` (`K=V`) set, as autopkgtest sets them for the build.
 pub fn build(
     sess: &Session,
     out: &Output,
     unpacked: &Unpacked,
     source_stanza: Option<&deb822::Stanza>,
+    env: &[String],
 ) -> Result<(), RunError> {
     let field = |f: &str| {
         source_stanza
@@ -333,8 +335,12 @@ pub fn build(
     );
     apt::satisfy(sess, out, &deps, &[])?;
     let nproc = sess.machine.nproc.clone().unwrap_or_else(|| "1".into());
+    let exports: String = env
+        .iter()
+        .map(|e| format!("export {}; ", quote(e)))
+        .collect();
     let lines = [
-        format!("DEB_BUILD_OPTIONS=\"parallel={nproc} $DEB_BUILD_OPTIONS\" dpkg-buildpackage -us -uc -b"),
+        format!("{exports}DEB_BUILD_OPTIONS=\"parallel={nproc} $DEB_BUILD_OPTIONS\" dpkg-buildpackage -us -uc -b"),
         "dpkg-source --before-build .".to_string(),
     ];
     rules_command(sess, out, &lines, "build", &unpacked.dir, Some(0))?;
