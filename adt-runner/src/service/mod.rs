@@ -4,6 +4,11 @@
 //! store the result, record it in the history, commit the selector's
 //! cursor, report, re-render the web pages.
 //!
+//! A stored result gets a marker in `spool/pending/` (fsynced) before it
+//! is recorded and reported, removed only after: a crash in between is
+//! finished by the next iteration, so no result goes unrecorded or
+//! unreported.
+//!
 //! Signals: SIGTERM or SIGINT lets the current package finish, be stored
 //! and reported, then exits 0. A second one kills the run, tears the
 //! testbed down (the configured teardown command for ssh testbeds; for xen
@@ -20,7 +25,7 @@ pub mod notify;
 
 use std::fs;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -67,6 +72,9 @@ pub fn run(args: &LoopArgs) -> i32 {
         }
         if notify::take_reload() {
             cfg = reload(args, cfg);
+        }
+        if let Err(e) = finish_pending(&cfg) {
+            eprintln!("adt-runner loop: finishing stored results: {e}");
         }
         if let Some(m) = &cfg.reporters.mail {
             if let Err(e) = mail::flush(m) {
@@ -296,36 +304,96 @@ fn run_one(cfg: &Config, pick: &Pick) -> Result<Outcome, String> {
         }
     };
     let read = |n: &str| fs::read_to_string(out.join(n)).unwrap_or_default();
-    let version = read("testpkg-version")
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or("")
-        .to_string();
-    let mut hist = History::open(&cfg.history_path())?;
-    let (_, class) = hist.record(&NewRun {
+    let pending = Pending {
+        dir: stored.dir.clone(),
         source: source.clone(),
-        version: version.clone(),
-        release: cfg.release.clone(),
-        arch: cfg.arch.clone(),
+        version: read("testpkg-version")
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("")
+            .to_string(),
         started: stored.stamp.clone(),
         duration: read("duration").trim().parse().unwrap_or(0),
         exitcode: code,
         result_dir: stored.rel.clone(),
         request: pick.request.json(),
         seen: pick.seen.clone(),
-        tests: parse_summary(&read("summary")),
-    })?;
+    };
+    let marker = pending.write(cfg)?;
     let _ = fs::remove_dir_all(&work);
+    finish(cfg, &marker, &pending)?;
     cfg.selector().commit(pick)?;
+    Ok(Outcome::Stored)
+}
+
+/// A stored result still to be recorded and reported.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Pending {
+    pub dir: PathBuf,
+    pub source: String,
+    pub version: String,
+    pub started: String,
+    pub duration: u64,
+    pub exitcode: i32,
+    pub result_dir: String,
+    pub request: String,
+    pub seen: Option<String>,
+}
+
+fn pending_dir(cfg: &Config) -> PathBuf {
+    cfg.results.join("spool/pending")
+}
+
+impl Pending {
+    /// Writes the marker (fsynced); returns its path.
+    fn write(&self, cfg: &Config) -> Result<PathBuf, String> {
+        let dir = pending_dir(cfg);
+        fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let path = dir.join(format!("{}.{}.json", self.started, self.source));
+        let json = serde_json::to_vec(self).map_err(|e| e.to_string())?;
+        crate::results::write_atomic(&path, &json)?;
+        Ok(path)
+    }
+}
+
+/// Records `p` in the history (unless a crash came after that already),
+/// reports it, re-renders the web pages, and removes its marker.
+fn finish(cfg: &Config, marker: &Path, p: &Pending) -> Result<(), String> {
+    let mut hist = History::open(&cfg.history_path())?;
+    let class = match hist.run_by_dir(&p.result_dir)? {
+        Some(run) => run.class,
+        None => {
+            let summary = crate::results::load(&p.dir)?.text("summary");
+            hist.record(&NewRun {
+                source: p.source.clone(),
+                version: p.version.clone(),
+                release: cfg.release.clone(),
+                arch: cfg.arch.clone(),
+                started: p.started.clone(),
+                duration: p.duration,
+                exitcode: p.exitcode,
+                result_dir: p.result_dir.clone(),
+                request: p.request.clone(),
+                seen: p.seen.clone(),
+                tests: parse_summary(&summary),
+            })?
+            .1
+        }
+    };
     eprintln!(
-        "adt-runner loop: {source} {version}: {class} (exit code {code}), stored in {}",
-        stored.dir.display()
+        "adt-runner loop: {} {}: {class} (exit code {}), stored in {}",
+        p.source,
+        p.version,
+        p.exitcode,
+        p.dir.display()
     );
+    // A reporter that fails is logged, not retried: retrying would repeat
+    // the ones that worked (mail has its own spool).
     if let Err(e) = cfg
         .reporters
-        .report(&stored.dir, &verdict_text(class.as_str(), Some(code)))
+        .report(&p.dir, &verdict_text(class.as_str(), Some(p.exitcode)))
     {
-        eprintln!("adt-runner loop: reporting {source}: {e}");
+        eprintln!("adt-runner loop: reporting {}: {e}", p.source);
     }
     if let Some(web) = &cfg.web_out {
         let site = Site {
@@ -333,9 +401,56 @@ fn run_one(cfg: &Config, pick: &Pick) -> Result<Outcome, String> {
             results_url: cfg.results_url.clone(),
             results_dir: cfg.results.clone(),
         };
-        if let Err(e) = site.render_after_run(&hist, &source) {
+        if let Err(e) = site.render_after_run(&hist, &p.source) {
             eprintln!("adt-runner loop: web report: {e}");
         }
     }
-    Ok(Outcome::Stored)
+    fs::remove_file(marker).map_err(|e| format!("cannot remove {}: {e}", marker.display()))
+}
+
+/// Finishes the results a crash left stored but not recorded or reported,
+/// oldest first. A marker that cannot be read, or whose result is gone,
+/// is set aside (`*.bad`) with a message, not retried for ever.
+pub fn finish_pending(cfg: &Config) -> Result<(), String> {
+    let mut markers: Vec<PathBuf> = match fs::read_dir(pending_dir(cfg)) {
+        Ok(d) => d
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("{}: {e}", pending_dir(cfg).display())),
+    };
+    markers.sort();
+    for marker in markers {
+        let parsed = fs::read(&marker)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<Pending>(&b).map_err(|e| e.to_string()))
+            .and_then(|p| {
+                if p.dir.join("result.tar").exists() {
+                    Ok(p)
+                } else {
+                    Err(format!("its result {} is gone", p.dir.display()))
+                }
+            });
+        match parsed {
+            Ok(p) => {
+                eprintln!(
+                    "adt-runner loop: finishing {} {}, stored before an interruption",
+                    p.source, p.version
+                );
+                finish(cfg, &marker, &p)?;
+            }
+            Err(e) => {
+                let aside = marker.with_extension("json.bad");
+                eprintln!(
+                    "adt-runner loop: {}: {e}; set aside as {}",
+                    marker.display(),
+                    aside.display()
+                );
+                let _ = fs::rename(&marker, &aside);
+            }
+        }
+    }
+    Ok(())
 }
