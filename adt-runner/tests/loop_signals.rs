@@ -127,6 +127,11 @@ impl Service {
 
     /// Writes the configuration; `extra` is appended verbatim.
     fn configure(&self, tb: &Testbed, selector: &str, extra: &str) {
+        self.configure_mail_to(tb, selector, "loop.example.org", extra)
+    }
+
+    /// The same, mail going to `{source}@DOMAIN`.
+    fn configure_mail_to(&self, tb: &Testbed, selector: &str, domain: &str, extra: &str) {
         // The run itself gets no revert command (ssh testbeds without one
         // are static machines); the loop's teardown reverts after an abort.
         // -B: the trees' tests install nothing, so nothing is built.
@@ -136,7 +141,7 @@ impl Service {
              identity = \"{key}\"\nteardown-command = \"{revert} {tbdir}\"\nrelease = \"bookworm\"\n\
              arch = \"amd64\"\nidle-seconds = 1\nweb-out = \"{web}\"\n\
              [mail]\nsmtp = \"127.0.0.1:{smtp}\"\nfrom = \"adt-runner <runner@loop.example.org>\"\n\
-             to = \"{{source}}@loop.example.org\"\n{extra}",
+             to = \"{{source}}@{domain}\"\n{extra}",
             results = self.path("results").display(),
             port = tb.port,
             key = tb.key,
@@ -441,4 +446,55 @@ fn sighup_reloads_the_configuration_and_keeps_it_when_the_new_one_is_bad() {
         log.contains("no-such-key"),
         "the refusal names the key: {log}"
     );
+}
+
+#[test]
+fn sighup_during_a_run_takes_effect_after_that_package() {
+    let tb = match Testbed::start() {
+        Ok(t) => t,
+        Err(why) => return adt_systest::skip(&why),
+    };
+    let svc = Service::new(
+        &tb,
+        &[
+            queue_line("second", r#"{"env": ["LOOP_SLEEP=6"]}"#),
+            queue_line("third", ""),
+        ],
+    );
+    let selector = format!(
+        "{} {}",
+        data("queue-selector").display(),
+        svc.path("queue").display()
+    );
+    let mut lp = svc.start("loop.log");
+    wait_for("the second test to start", 120, || {
+        svc.running_log_has("LOOP-SECOND-STARTED")
+    });
+    // Mail goes elsewhere from now on, but only after this package.
+    svc.configure_mail_to(&tb, &selector, "reloaded.example.org", "");
+    signal(&lp, Signal::SIGHUP);
+    wait_for("the third to be stored", 180, || {
+        !svc.results("adt-loop-third").is_empty()
+    });
+    signal(&lp, Signal::SIGTERM);
+    let code = wait_exit(&mut lp, 120);
+    let log = std::fs::read_to_string(svc.path("loop.log")).unwrap();
+    assert_eq!(code, 0, "{log}");
+    let to: Vec<String> = svc
+        .smtp
+        .messages()
+        .iter()
+        .map(|m| m["to"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        to,
+        [
+            "adt-loop-second@loop.example.org",
+            "adt-loop-third@reloaded.example.org"
+        ],
+        "the package running at SIGHUP ends under the old configuration: {log}"
+    );
+    let stored = log.find("adt-loop-second 1.0: PASS").expect(&log);
+    let reloaded = log.find("configuration reloaded").expect(&log);
+    assert!(stored < reloaded, "reloaded after the package: {log}");
 }
