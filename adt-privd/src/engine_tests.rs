@@ -17,9 +17,26 @@ struct Sim {
     fail_xl: Mutex<bool>,
     /// When set, `xl restore` waits for a permit: a call held in flight.
     restore_gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
+    /// The engine's ledger directory: each creating call records whether
+    /// the ledger already held the testbed, and in which state.
+    ledger_dir: Mutex<Option<std::path::PathBuf>>,
 }
 
 impl Sim {
+    /// What the ledger says of `name` at this moment.
+    fn ledger_state(&self, name: &str) -> String {
+        let Some(dir) = self.ledger_dir.lock().unwrap().clone() else {
+            return "no ledger".into();
+        };
+        match std::fs::read(dir.join(format!("{name}.json"))) {
+            Err(_) => "absent".into(),
+            Ok(b) => {
+                let r: Record = serde_json::from_slice(&b).unwrap();
+                format!("domain={}", r.domain)
+            }
+        }
+    }
+
     fn log(&self, call: String) {
         self.calls.lock().unwrap().push(call);
     }
@@ -36,6 +53,10 @@ impl Host for Arc<Sim> {
         Ok(2048)
     }
     async fn dm_create(&self, name: &str, table: &str) -> HostResult<()> {
+        self.log(format!(
+            "ledger before dm create: {}",
+            self.ledger_state(name)
+        ));
         self.log(format!("dm create {name} {table}"));
         if !self.dm.lock().unwrap().insert(name.into()) {
             return Err(Sim::fail("dmsetup create (exists)"));
@@ -51,6 +72,11 @@ impl Host for Arc<Sim> {
         Ok(self.dm.lock().unwrap().iter().cloned().collect())
     }
     async fn xl_restore(&self, config: &Path, _checkpoint: &Path) -> HostResult<()> {
+        let name = config.file_stem().unwrap().to_string_lossy().into_owned();
+        self.log(format!(
+            "ledger before xl restore: {}",
+            self.ledger_state(&name)
+        ));
         self.log(format!("xl restore {}", config.display()));
         let gate = self.restore_gate.lock().unwrap().clone();
         if let Some(gate) = gate {
@@ -105,6 +131,7 @@ fn fixture(slots: usize, max_per_uid: usize) -> Fixture {
     let config = config(&dir.path().join("ledger"), slots, max_per_uid);
     let ledger = Ledger::open(&config.ledger_dir).unwrap();
     let sim = Arc::new(Sim::default());
+    *sim.ledger_dir.lock().unwrap() = Some(config.ledger_dir.clone());
     let engine = Arc::new(Engine::new(sim.clone(), config, ledger));
     Fixture {
         _dir: dir,
@@ -132,8 +159,11 @@ async fn full_cycle_creates_and_removes_everything() {
     let snap = f.engine.create_snapshot(&alice(), "img").await.unwrap();
     assert_eq!(snap, "adt-img-0");
     assert_eq!(
-        f.sim.calls.lock().unwrap()[0],
-        "dm create adt-img-0 0 2048 snapshot /dev/vg/origin /dev/vg/cow0 n 8"
+        f.sim.calls.lock().unwrap()[..2],
+        [
+            "ledger before dm create: domain=false",
+            "dm create adt-img-0 0 2048 snapshot /dev/vg/origin /dev/vg/cow0 n 8"
+        ]
     );
     let (domain, address) = f.engine.resume_domain(&alice(), &snap).await.unwrap();
     assert_eq!(
@@ -160,6 +190,18 @@ async fn the_ledger_holds_a_snapshot_while_it_exists() {
     );
     f.engine.resume_domain(&alice(), &snap).await.unwrap();
     assert!(f.engine.ledger.read(&snap).unwrap().domain);
+    // Each resource is in the ledger before the command that makes it
+    // runs: a crash during the command leaves it to reconcile.
+    let calls = f.sim.calls.lock().unwrap().clone();
+    let before = |cmd: &str| {
+        let i = calls.iter().position(|c| c.starts_with(cmd)).unwrap();
+        calls[i - 1].clone()
+    };
+    assert_eq!(before("dm create"), "ledger before dm create: domain=false");
+    assert_eq!(
+        before("xl restore"),
+        "ledger before xl restore: domain=true"
+    );
 }
 
 #[tokio::test]
