@@ -145,7 +145,8 @@ fn test_command(
         t = tree.tb,
         a = artifacts,
     );
-    if test.has("needs-root") {
+    // As autopkgtest: only when the testbed has a normal user at all.
+    if test.has("needs-root") && !sess.user.is_empty() {
         script += &format!(
             "export AUTOPKGTEST_NORMAL_USER={0}; export ADT_NORMAL_USER={0}; ",
             sess.user
