@@ -35,8 +35,14 @@ fn direct_cycle(env: &PrivdEnv) {
     let bin = env.dir.path().join("bin");
     let cfg = env.dir.path().join("0.cfg");
     let ck = env.dir.path().join("0.checkpoint");
+    // The origin's real size, read as adt-privd reads it (seek to the end).
+    let sectors = {
+        use std::io::{Seek, SeekFrom};
+        let mut dev = std::fs::File::open(&env.origin.path).unwrap();
+        dev.seek(SeekFrom::End(0)).unwrap() / 512
+    };
     let table = format!(
-        "0 16384 snapshot {} {} n 8",
+        "0 {sectors} snapshot {} {} n 8",
         env.origin.path.display(),
         env.dir.path().join("cow0").display()
     );
