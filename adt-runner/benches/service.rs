@@ -3,6 +3,10 @@
 //! (downloaded with apt on first use, see tests/data/fetch-sources), and
 //! rendering the web index and one package page from a history holding one
 //! million runs of that package plus one run of every source with tests.
+//! The round-robin pick is shown beside the reference: the same pick in
+//! Python with python3-debian's deb822 over apt_pkg's parser (the tools
+//! Debian's own CI infrastructure is written with), in the same run, with
+//! the ratio; both must pick the same source.
 //!
 //! Run: cargo bench -p adt-runner --bench service
 
@@ -17,6 +21,40 @@ use adt_runner::select::{round_robin, seen_json};
 use adt_runner::web::Site;
 
 const BIG_RUNS: usize = 1_000_000;
+
+/// The reference round-robin pick: read the index with python3-debian,
+/// keep each source's highest version, take the sources whose Testsuite
+/// lists autopkgtest, pick the first after `last` (wrapping). Prints the
+/// median of 3 timings in seconds, the pick, and the parser used.
+const PY_REFERENCE: &str = r#"
+import sys, time
+from debian import deb822
+from debian.debian_support import version_compare
+path, last = sys.argv[1], sys.argv[2]
+times = []
+for _ in range(3):
+    t = time.monotonic()
+    newest = {}
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for p in deb822.Sources.iter_paragraphs(f, use_apt_pkg=True):
+            name, version = p.get("Package"), p.get("Version")
+            if not name or not version:
+                continue
+            tested = "autopkgtest" in [x.strip() for x in p.get("Testsuite", "").split(",")]
+            old = newest.get(name)
+            if old is None or version_compare(version, old[0]) > 0:
+                newest[name] = (version, tested)
+    names = sorted(n for n, (_, tested) in newest.items() if tested)
+    pick = next((n for n in names if n > last), names[0])
+    times.append(time.monotonic() - t)
+times.sort()
+try:
+    import apt_pkg
+    parser = "apt_pkg"
+except ImportError:
+    parser = "pure Python"
+print(times[1], pick, parser)
+"#;
 
 fn sources() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-data");
@@ -85,12 +123,40 @@ fn main() {
     );
     println!("  parse the whole index:                 {}", ms(parse));
     let last = idx.testable().nth(testable / 2).unwrap().name.clone();
+    let ours = time(5, || {
+        round_robin(&Index::read(&path).unwrap(), Some(&last)).map(|p| p.request.source)
+    });
+    let our_pick = round_robin(&idx, Some(&last)).map(|p| p.request.source);
+    // Debian's python3, where python3-debian and python3-apt are.
+    let reference = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(PY_REFERENCE)
+        .arg(&path)
+        .arg(&last)
+        .output()
+        .expect("python3");
+    assert!(
+        reference.status.success(),
+        "the python3-debian reference failed: {}",
+        String::from_utf8_lossy(&reference.stderr)
+    );
+    let line = String::from_utf8_lossy(&reference.stdout)
+        .trim()
+        .to_string();
+    let mut words = line.split_whitespace();
+    let ref_secs: f64 = words.next().and_then(|w| w.parse().ok()).expect(&line);
+    let ref_pick = words.next().expect(&line).to_string();
+    let parser = words.collect::<Vec<_>>().join(" ");
     println!(
-        "  round-robin pick (parse + pick):       {}",
-        ms(time(5, || round_robin(
-            &Index::parse(&text).unwrap(),
-            Some(&last)
-        )))
+        "  round-robin pick (read + parse + pick): {} | python3-debian ({parser}): {:.1} ms | ratio {:.3}",
+        ms(ours),
+        ref_secs * 1000.0,
+        ours.as_secs_f64() / ref_secs
+    );
+    assert_eq!(
+        our_pick.as_deref(),
+        Some(ref_pick.as_str()),
+        "both pick the same source after {last}"
     );
 
     let d = tempfile::tempdir().unwrap();
