@@ -310,6 +310,15 @@ impl Config {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_shipped_example_loads() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/runner.toml.example");
+        let c = Config::load(&args(&example)).unwrap();
+        assert_eq!(c.results, Path::new("."), "each worker keeps its own state");
+        assert_eq!(c.web_out.as_deref(), Some(Path::new("web")));
+        assert!(c.reporters.mail.is_some());
+    }
+
     fn args(config: &Path) -> LoopArgs {
         LoopArgs {
             common: Common {
