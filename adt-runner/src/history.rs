@@ -62,7 +62,7 @@ impl fmt::Display for Class {
 }
 
 /// One line of a `summary`: a test and autopkgtest's verdict for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TestResult {
     pub name: String,
     /// PASS, FAIL, SKIP or FLAKY.
@@ -89,8 +89,8 @@ pub fn parse_summary(text: &str) -> Vec<TestResult> {
         .collect()
 }
 
-/// A run to record.
-#[derive(Debug, Clone, Default)]
+/// A run to record (also kept, as JSON, in the loop's pending markers).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct NewRun {
     pub source: String,
     pub version: String,

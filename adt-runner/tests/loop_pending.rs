@@ -7,7 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use adt_runner::history::{Class, History};
+use adt_runner::history::{parse_summary, Class, History, NewRun};
 use adt_runner::loopconfig::Config;
 use adt_runner::report::Reporters;
 use adt_runner::results::Store;
@@ -60,14 +60,19 @@ fn stored_and_interrupted(cfg: &Config, work: &Path, source: &str) -> (PathBuf, 
     .unwrap();
     let p = Pending {
         dir: stored.dir.clone(),
-        source: source.into(),
-        version: "1.0-1".into(),
-        started: stored.stamp.clone(),
-        duration: 3,
-        exitcode: 4,
-        result_dir: stored.rel.clone(),
-        request: "{}".into(),
-        seen: None,
+        run: NewRun {
+            source: source.into(),
+            version: "1.0-1".into(),
+            release: cfg.release.clone(),
+            arch: cfg.arch.clone(),
+            started: stored.stamp.clone(),
+            duration: 3,
+            exitcode: 4,
+            result_dir: stored.rel.clone(),
+            request: "{}".into(),
+            seen: None,
+            tests: parse_summary(SUMMARY),
+        },
     };
     let dir = cfg.results.join("spool/pending");
     std::fs::create_dir_all(&dir).unwrap();
@@ -85,20 +90,7 @@ fn a_result_stored_before_a_crash_is_recorded_once_and_reported() {
     // beta crashed after its record, before its report.
     let (marker_b, b) = stored_and_interrupted(&cfg, d.path(), "beta");
     let mut h = History::open(&cfg.history_path()).unwrap();
-    h.record(&adt_runner::history::NewRun {
-        source: b.source.clone(),
-        version: b.version.clone(),
-        release: "bookworm".into(),
-        arch: "amd64".into(),
-        started: b.started.clone(),
-        duration: 3,
-        exitcode: 4,
-        result_dir: b.result_dir.clone(),
-        request: "{}".into(),
-        seen: None,
-        tests: adt_runner::history::parse_summary(SUMMARY),
-    })
-    .unwrap();
+    h.record(&b.run).unwrap();
     drop(h);
 
     finish_pending(&cfg).unwrap();

@@ -306,18 +306,23 @@ fn run_one(cfg: &Config, pick: &Pick) -> Result<Outcome, String> {
     let read = |n: &str| fs::read_to_string(out.join(n)).unwrap_or_default();
     let pending = Pending {
         dir: stored.dir.clone(),
-        source: source.clone(),
-        version: read("testpkg-version")
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or("")
-            .to_string(),
-        started: stored.stamp.clone(),
-        duration: read("duration").trim().parse().unwrap_or(0),
-        exitcode: code,
-        result_dir: stored.rel.clone(),
-        request: pick.request.json(),
-        seen: pick.seen.clone(),
+        run: NewRun {
+            source: source.clone(),
+            version: read("testpkg-version")
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("")
+                .to_string(),
+            release: cfg.release.clone(),
+            arch: cfg.arch.clone(),
+            started: stored.stamp.clone(),
+            duration: read("duration").trim().parse().unwrap_or(0),
+            exitcode: code,
+            result_dir: stored.rel.clone(),
+            request: pick.request.json(),
+            seen: pick.seen.clone(),
+            tests: parse_summary(&read("summary")),
+        },
     };
     let marker = pending.write(cfg)?;
     let _ = fs::remove_dir_all(&work);
@@ -326,18 +331,12 @@ fn run_one(cfg: &Config, pick: &Pick) -> Result<Outcome, String> {
     Ok(Outcome::Stored)
 }
 
-/// A stored result still to be recorded and reported.
+/// A stored result still to be recorded and reported: where it is and
+/// the history row it makes.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct Pending {
     pub dir: PathBuf,
-    pub source: String,
-    pub version: String,
-    pub started: String,
-    pub duration: u64,
-    pub exitcode: i32,
-    pub result_dir: String,
-    pub request: String,
-    pub seen: Option<String>,
+    pub run: NewRun,
 }
 
 fn pending_dir(cfg: &Config) -> PathBuf {
@@ -349,7 +348,7 @@ impl Pending {
     fn write(&self, cfg: &Config) -> Result<PathBuf, String> {
         let dir = pending_dir(cfg);
         fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let path = dir.join(format!("{}.{}.json", self.started, self.source));
+        let path = dir.join(format!("{}.{}.json", self.run.started, self.run.source));
         let json = serde_json::to_vec(self).map_err(|e| e.to_string())?;
         crate::results::write_atomic(&path, &json)?;
         Ok(path)
@@ -360,40 +359,24 @@ impl Pending {
 /// reports it, re-renders the web pages, and removes its marker.
 fn finish(cfg: &Config, marker: &Path, p: &Pending) -> Result<(), String> {
     let mut hist = History::open(&cfg.history_path())?;
-    let class = match hist.run_by_dir(&p.result_dir)? {
+    let class = match hist.run_by_dir(&p.run.result_dir)? {
         Some(run) => run.class,
-        None => {
-            let summary = crate::results::load(&p.dir)?.text("summary");
-            hist.record(&NewRun {
-                source: p.source.clone(),
-                version: p.version.clone(),
-                release: cfg.release.clone(),
-                arch: cfg.arch.clone(),
-                started: p.started.clone(),
-                duration: p.duration,
-                exitcode: p.exitcode,
-                result_dir: p.result_dir.clone(),
-                request: p.request.clone(),
-                seen: p.seen.clone(),
-                tests: parse_summary(&summary),
-            })?
-            .1
-        }
+        None => hist.record(&p.run)?.1,
     };
     eprintln!(
         "adt-runner loop: {} {}: {class} (exit code {}), stored in {}",
-        p.source,
-        p.version,
-        p.exitcode,
+        p.run.source,
+        p.run.version,
+        p.run.exitcode,
         p.dir.display()
     );
     // A reporter that fails is logged, not retried: retrying would repeat
     // the ones that worked (mail has its own spool).
     if let Err(e) = cfg
         .reporters
-        .report(&p.dir, &verdict_text(class.as_str(), Some(p.exitcode)))
+        .report(&p.dir, &verdict_text(class.as_str(), Some(p.run.exitcode)))
     {
-        eprintln!("adt-runner loop: reporting {}: {e}", p.source);
+        eprintln!("adt-runner loop: reporting {}: {e}", p.run.source);
     }
     if let Some(web) = &cfg.web_out {
         let site = Site {
@@ -401,7 +384,7 @@ fn finish(cfg: &Config, marker: &Path, p: &Pending) -> Result<(), String> {
             results_url: cfg.results_url.clone(),
             results_dir: cfg.results.clone(),
         };
-        if let Err(e) = site.render_after_run(&hist, &p.source) {
+        if let Err(e) = site.render_after_run(&hist, &p.run.source) {
             eprintln!("adt-runner loop: web report: {e}");
         }
     }
@@ -437,7 +420,7 @@ pub fn finish_pending(cfg: &Config) -> Result<(), String> {
             Ok(p) => {
                 eprintln!(
                     "adt-runner loop: finishing {} {}, stored before an interruption",
-                    p.source, p.version
+                    p.run.source, p.run.version
                 );
                 finish(cfg, &marker, &p)?;
             }
