@@ -375,40 +375,37 @@ async fn reconcile_tears_down_leftovers_from_tools_and_ledger() {
     assert!(f.engine.ledger.names().unwrap().is_empty());
 }
 
-/// Hold `xl restore` until a permit is added to the returned gate.
-fn hold_restores(f: &Fixture) -> Arc<tokio::sync::Semaphore> {
+type Resume = tokio::task::JoinHandle<EngineResult<(String, String)>>;
+
+/// Starts alice's ResumeDomain of `snap` and holds it inside `xl restore`
+/// until a permit is added to the returned gate.
+async fn resume_held_in_xl(f: &Fixture, snap: &str) -> (Arc<tokio::sync::Semaphore>, Resume) {
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     *f.sim.restore_gate.lock().unwrap() = Some(gate.clone());
-    gate
-}
-
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let engine = f.engine.clone();
+    let s = snap.to_string();
+    let resume = tokio::spawn(async move { engine.resume_domain(&alice(), &s).await });
     for _ in 0..1000 {
-        if done() {
-            return;
+        let reached = f
+            .sim
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|c| c.starts_with("xl restore"));
+        if reached {
+            return (gate, resume);
         }
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
-    panic!("timed out waiting for {what}");
+    panic!("timed out waiting for the resume to reach xl");
 }
 
 #[tokio::test]
 async fn a_call_waiting_on_a_testbed_never_acts_on_its_slots_next_owner() {
     let f = fixture(1, 4);
     let snap = f.engine.create_snapshot(&alice(), "img").await.unwrap();
-    let gate = hold_restores(&f);
-    let engine = f.engine.clone();
-    let s = snap.clone();
-    let resume = tokio::spawn(async move { engine.resume_domain(&alice(), &s).await });
-    until("the resume to reach xl", || {
-        f.sim
-            .calls
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|c| c.starts_with("xl restore"))
-    })
-    .await;
+    let (gate, resume) = resume_held_in_xl(&f, &snap).await;
     // Alice's second call queues behind the resume on the same testbed.
     // It is polled only when awaited here, so the test decides when it
     // gets its turn.
@@ -442,19 +439,7 @@ async fn a_call_waiting_on_a_testbed_never_acts_on_its_slots_next_owner() {
 async fn shutdown_waits_for_calls_in_flight_and_refuses_new_testbeds() {
     let f = fixture(2, 4);
     let snap = f.engine.create_snapshot(&alice(), "img").await.unwrap();
-    let gate = hold_restores(&f);
-    let engine = f.engine.clone();
-    let s = snap.clone();
-    let resume = tokio::spawn(async move { engine.resume_domain(&alice(), &s).await });
-    until("the resume to reach xl", || {
-        f.sim
-            .calls
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|c| c.starts_with("xl restore"))
-    })
-    .await;
+    let (gate, resume) = resume_held_in_xl(&f, &snap).await;
     let engine = f.engine.clone();
     let shutdown = tokio::spawn(async move { engine.teardown_all().await });
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
