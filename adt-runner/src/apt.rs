@@ -13,6 +13,21 @@ use crate::ssh::quote;
 
 const UNSATISFIABLE: &str = "Test dependencies are unsatisfiable. A common reason is that your testbed is out of date with respect to the archive, and you need to use a current testbed or run apt-get update or use -U.";
 
+/// Whether what an installation leaves behind outlives the next revert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lasting {
+    /// The testbed keeps it (test dependencies; a testbed that cannot
+    /// revert): installed exactly as autopkgtest installs.
+    Kept,
+    /// A revert discards it before anything else runs (the build
+    /// dependencies of a testbed that reverts after the build): dpkg skips
+    /// its fsyncs, man-db does not index manual pages, and the packages
+    /// pulled in are not marked manually installed. None of this is seen by
+    /// the build (dpkg-buildpackage does not read man-db's index or apt's
+    /// auto flags) and all of it is gone when the tests run.
+    Throwaway,
+}
+
 /// autopkgtest's `satisfy_dependencies_string`: install `deps` (a
 /// comma-separated field), reduced to the testbed's architecture.
 pub fn satisfy(
@@ -20,6 +35,7 @@ pub fn satisfy(
     out: &Output,
     deps: &str,
     synth: &[Vec<String>],
+    lasting: Lasting,
 ) -> Result<(), RunError> {
     let deps = deps.replace(":native", "");
     let deps = deps::reduce(&deps, &sess.machine.arch).join(", ");
@@ -30,7 +46,7 @@ pub fn satisfy(
             .code
             == 0;
     if can_apt {
-        install_apt(sess, out, &deps, synth)
+        install_apt(sess, out, &deps, synth, lasting)
     } else {
         check_installed(sess, out, &deps)
     }
@@ -67,9 +83,33 @@ fn satdep_control(arch: &str, deps: &str) -> String {
     )
 }
 
-fn apt_install(sess: &Session, out: &Output, what: &str) -> Result<(i32, String), RunError> {
+/// How much apt says about its problem resolver: autopkgtest always asks
+/// for its debug trace, but that alone costs apt most of a second per
+/// install; adt-runner asks for it only in the diagnostic run made after an
+/// installation failed, where the trace explains the failure.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Resolver {
+    Quiet,
+    Traced,
+}
+
+fn apt_install(
+    sess: &Session,
+    out: &Output,
+    what: &str,
+    lasting: Lasting,
+    resolver: Resolver,
+) -> Result<(i32, String), RunError> {
+    let unsafe_io = match lasting {
+        Lasting::Kept => "",
+        Lasting::Throwaway => " -o Dpkg::Options::=--force-unsafe-io",
+    };
+    let trace = match resolver {
+        Resolver::Quiet => "",
+        Resolver::Traced => " -o Debug::pkgProblemResolver=true",
+    };
     let script = format!(
-        "{} apt-get install --assume-yes {what} -o APT::Status-Fd=3 -o APT::Install-Recommends=false -o Dpkg::Options::=--force-confnew -o Debug::pkgProblemResolver=true 3>&2 2>&1",
+        "{} apt-get install --assume-yes {what} -o APT::Status-Fd=3 -o APT::Install-Recommends=false -o Dpkg::Options::=--force-confnew{unsafe_io}{trace} 3>&2 2>&1",
         sess.eatmydata
     );
     let (exit, err) = sess.exec_shown(&script, Kind::Install, out)?;
@@ -81,21 +121,29 @@ fn install_apt(
     out: &Output,
     deps: &str,
     synth: &[Vec<String>],
+    lasting: Lasting,
 ) -> Result<(), RunError> {
     let dir = format!("{}/satdep", sess.scratch);
     let deb = format!("{}/autopkgtest-satdep.deb", sess.scratch);
     let control = satdep_control(&sess.machine.arch, deps);
+    // man-db's postinst only indexes when this answer is true.
+    let preseed = match lasting {
+        Lasting::Kept => "",
+        Lasting::Throwaway => {
+            "echo 'man-db man-db/auto-update boolean false' | debconf-set-selections && "
+        }
+    };
     let build = format!(
-        "rm -rf {d} && mkdir -p {d}/DEBIAN && printf '%s' {c} > {d}/DEBIAN/control && dpkg-deb -Zxz -b {d} {deb} >/dev/null && rm -rf {d}",
+        "{preseed}rm -rf {d} && mkdir -p {d}/DEBIAN && printf '%s' {c} > {d}/DEBIAN/control && dpkg-deb -Zxz -b {d} {deb} >/dev/null && rm -rf {d}",
         d = quote(&dir),
         c = quote(&control),
         deb = quote(&deb)
     );
-    sess.check(&build)?;
+    let unpack = format!("dpkg --unpack {} >/dev/null", quote(&deb));
+    sess.check(&format!("{build} && {unpack}"))?;
     let mut retries = 3;
     let ok = loop {
-        sess.check(&format!("dpkg --unpack {} >/dev/null", quote(&deb)))?;
-        let (rc, status_fd) = apt_install(sess, out, "--fix-broken")?;
+        let (rc, status_fd) = apt_install(sess, out, "--fix-broken", lasting, Resolver::Quiet)?;
         if rc != 0 && status_fd.contains("dlstatus:") && !status_fd.contains("pmstatus:") {
             retries -= 1;
             if retries == 0 {
@@ -105,12 +153,13 @@ fn install_apt(
             }
             out.warning("apt failed to download packages, retrying in 10s...");
             std::thread::sleep(std::time::Duration::from_secs(10));
+            sess.check(&unpack)?;
             continue;
         }
         if rc != 0 {
             break false;
         }
-        install_synthesised(sess, out, synth)?;
+        install_synthesised(sess, out, synth, lasting)?;
         break sess
             .capture(
                 "dpkg --status autopkgtest-satdep >/dev/null 2>&1",
@@ -126,8 +175,14 @@ fn install_apt(
             sess,
             out,
             &format!("--simulate {}", quote_each(&deps.replace(',', ""))),
+            lasting,
+            Resolver::Traced,
         )?;
         return Err(RunError::BadPkg(UNSATISFIABLE.into()));
+    }
+    if lasting == Lasting::Throwaway {
+        sess.exec_shown("dpkg --purge autopkgtest-satdep", Kind::Install, out)?;
+        return Ok(());
     }
     let keep = "pkgs=$(apt-get --simulate --quiet -o APT::Get::Show-User-Simulation-Note=False --auto-remove purge autopkgtest-satdep | awk '/^Purg / { if ($2 != \"autopkgtest-satdep\") print $2 }'); \
                 [ -z \"$pkgs\" ] || echo $pkgs | xargs -n 20 apt-mark manual -qq; dpkg --purge autopkgtest-satdep";
@@ -150,6 +205,7 @@ fn install_synthesised(
     sess: &Session,
     out: &Output,
     synth: &[Vec<String>],
+    lasting: Lasting,
 ) -> Result<(), RunError> {
     let mut explicit = Vec::new();
     for group in synth {
@@ -177,7 +233,7 @@ fn install_synthesised(
         }
     }
     if !explicit.is_empty() {
-        apt_install(sess, out, &explicit.join(" "))?;
+        apt_install(sess, out, &explicit.join(" "), lasting, Resolver::Quiet)?;
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 //!
 //! Not for: building them (`source`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::error::RunError;
 use crate::output::Output;
@@ -17,6 +17,10 @@ pub struct Binaries {
     pub dir: PathBuf,
     pub registered: Vec<String>,
     published: bool,
+    /// apt-utils' deb, fetched from the testbed's archive before a revert,
+    /// so that publishing into the reverted testbed installs it with dpkg
+    /// instead of a whole apt run (see `prefetch_apt_utils`).
+    apt_utils: Option<PathBuf>,
 }
 
 impl Binaries {
@@ -25,7 +29,49 @@ impl Binaries {
             dir,
             registered: Vec::new(),
             published: false,
+            apt_utils: None,
         }
+    }
+
+    /// Publishing needs apt-ftparchive, which autopkgtest installs with
+    /// `apt-get install apt-utils` into every testbed that lacks it, after
+    /// every revert. When the testbed lacks it and will be reverted before
+    /// publishing (the caller knows it will publish), this fetches the deb
+    /// that command would install (same indexes: the built binaries are not
+    /// published yet) into `host_dir`, so that `publish` can install it
+    /// with dpkg: the same package in the same state, without apt's cache
+    /// rebuild, resolution and download. Only a speed-up: when the fetch
+    /// fails, publishing uses apt as autopkgtest does.
+    ///
+    /// Called before the build's own apt run: the first apt command in a
+    /// fresh testbed rebuilds apt's cache, which the build's install then
+    /// reuses, so this costs little more than the download.
+    pub fn prefetch_apt_utils(&mut self, sess: &Session, host_dir: &Path) -> Result<(), RunError> {
+        if self.apt_utils.is_some() || sess.has_apt_ftparchive || !sess.caps.contains("revert") {
+            return Ok(());
+        }
+        let d = format!("{}/apt-utils-deb", sess.scratch);
+        // Not when it recommends anything: apt would install that too.
+        // (Its dependencies are apt's own; `publish` copes with one missing.)
+        let script = format!(
+            "rm -rf {d} && mkdir -p {d} && (chown _apt {d} 2>/dev/null || true) && cd {d} \
+             && apt-get download -q apt-utils >/dev/null 2>&1 \
+             && [ -z \"$(dpkg-deb --field apt-utils_*.deb Recommends)\" ] && ls apt-utils_*.deb",
+            d = quote(&d)
+        );
+        let (exit, listed, _) = sess.capture(&script, Kind::Install)?;
+        let listed = String::from_utf8_lossy(&listed);
+        let name = listed.trim();
+        if exit.code != 0 || name.is_empty() || name.contains(char::is_whitespace) {
+            tracing::debug!("apt-utils not prefetched (exit {})", exit.code);
+            return Ok(());
+        }
+        std::fs::create_dir_all(host_dir)
+            .map_err(|e| RunError::Error(format!("cannot create {}: {e}", host_dir.display())))?;
+        let host = host_dir.join("apt-utils.deb");
+        sess.copy_up(&format!("{d}/{name}"), &host, false)?;
+        self.apt_utils = Some(host);
+        Ok(())
     }
 
     /// Copies the debs into the testbed and makes apt prefer them;
@@ -38,8 +84,24 @@ impl Binaries {
         let tb = format!("{}/binaries", sess.scratch);
         sess.check(&format!("rm -rf {}", quote(&tb)))?;
         sess.copy_down(&self.dir, &tb)?;
+        // With a prefetched apt-utils deb, dpkg installs it. Should dpkg
+        // stop half-way (the testbed was not as the prefetch saw it: a
+        // dependency missing), apt completes it (`--fix-broken` pulls the
+        // dependencies in, marked automatic, as `apt-get install apt-utils`
+        // would), and apt-utils is installed by apt if still missing.
+        let dpkg_first = match &self.apt_utils {
+            Some(host) => {
+                let deb = format!("{}/apt-utils.deb", sess.scratch);
+                sess.copy_down(host, &deb)?;
+                format!(
+                    "{{ dpkg -i {} 2>&1 || {{ DEBIAN_FRONTEND=noninteractive apt-get install -y --fix-broken 2>&1; type apt-ftparchive >/dev/null 2>&1; }}; }} || ",
+                    quote(&deb)
+                )
+            }
+            None => String::new(),
+        };
         let script = format!(
-            r#"type apt-ftparchive >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y apt-utils 2>&1
+            r#"type apt-ftparchive >/dev/null 2>&1 || {dpkg_first}DEBIAN_FRONTEND=noninteractive apt-get install -y apt-utils 2>&1
 (cd {d}; apt-ftparchive packages . > Packages; apt-ftparchive release . > Release)
 printf 'Package: *\nPin: origin ""\nPin-Priority: 1002\n' > /etc/apt/preferences.d/90autopkgtest
 echo "deb [ trusted=yes ] file://{d} /" >/etc/apt/sources.list.d/autopkgtest.list
@@ -85,7 +147,7 @@ apt-get --quiet --no-list-cleanup -o Dir::Etc::sourcelist=/etc/apt/sources.list.
             return Ok(());
         }
         let cmd = format!(
-            "apt-get --quiet -o Debug::pkgProblemResolver=true -o APT::Get::force-yes=true -o APT::Get::Assume-Yes=true --reinstall install {}",
+            "apt-get --quiet -o APT::Get::force-yes=true -o APT::Get::Assume-Yes=true --reinstall install {}",
             installed.join(" ")
         );
         let (exit, _) = sess.exec_shown(&cmd, Kind::Install, out)?;

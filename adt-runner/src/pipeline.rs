@@ -204,6 +204,12 @@ impl Run<'_> {
             self.build_needed_for_tests(sess, &unpacked)?
         };
         if build_needed {
+            if built_binaries {
+                // While the testbed is still as a revert leaves it: the
+                // publishing after the revert installs this deb.
+                self.binaries
+                    .prefetch_apt_utils(sess, &self.work.path().join("tools"))?;
+            }
             sess.needs_reset();
             let stanza = self.build_stanza(sess, &unpacked)?;
             source::build(sess, self.out, &unpacked, stanza.as_ref(), &self.req.env)?;
@@ -378,7 +384,13 @@ impl Run<'_> {
     fn prepare(&mut self, sess: &mut Session, t: &Test) -> Result<Prepared, RunError> {
         sess.set_deps_installed(&t.depends);
         if !t.depends.is_empty() {
-            match apt::satisfy(sess, self.out, &t.depends.join(", "), &t.synth_depends) {
+            match apt::satisfy(
+                sess,
+                self.out,
+                &t.depends.join(", "),
+                &t.synth_depends,
+                apt::Lasting::Kept,
+            ) {
                 Ok(()) => {}
                 Err(RunError::BadPkg(_)) if t.has("skip-not-installable") => {
                     let v = Verdict::Skip("installation fails and skip-not-installable set".into());

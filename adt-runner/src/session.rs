@@ -123,6 +123,8 @@ pub struct Session {
     created_user: bool,
     pub machine: Machine,
     pub eatmydata: String,
+    /// Whether the testbed, as last opened or reverted, has apt-ftparchive.
+    pub has_apt_ftparchive: bool,
     sudo: bool,
     modified: bool,
     deps_installed: Vec<String>,
@@ -148,6 +150,7 @@ impl Session {
             created_user: false,
             machine: Machine::default(),
             eatmydata: String::new(),
+            has_apt_ftparchive: false,
             sudo,
             modified: false,
             deps_installed: Vec::new(),
@@ -212,11 +215,12 @@ impl Session {
     }
 
     fn probe_machine(&mut self, out: &Output) -> Result<(), RunError> {
-        let script = "dpkg --print-architecture; echo \"$(command -v eatmydata || true)\"; uname -srv; nproc; cat /proc/cpuinfo 2>/dev/null || true";
+        let script = "dpkg --print-architecture; echo \"$(command -v eatmydata || true)\"; echo \"$(command -v apt-ftparchive || true)\"; uname -srv; nproc; cat /proc/cpuinfo 2>/dev/null || true";
         let text = self.check(script)?;
         let mut lines = text.lines();
         self.machine.arch = lines.next().unwrap_or_default().trim().to_string();
         self.eatmydata = lines.next().unwrap_or_default().trim().to_string();
+        self.has_apt_ftparchive = !lines.next().unwrap_or_default().trim().is_empty();
         let kernel = lines.next().unwrap_or_default().trim().to_string();
         out.info(&format!("testbed dpkg architecture: {}", self.machine.arch));
         if self.machine.kernel.is_none() {

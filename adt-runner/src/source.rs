@@ -210,7 +210,7 @@ pub struct Unpacked {
 pub fn unpack(sess: &Session, out: &Output, src: &Source) -> Result<Unpacked, RunError> {
     let create = copy_in(sess, src)?;
     if sess.capture("command -v dpkg-source", Kind::Short)?.0.code != 0 {
-        apt::satisfy(sess, out, "dpkg-dev", &[])?;
+        apt::satisfy(sess, out, "dpkg-dev", &[], apt::Lasting::Kept)?;
     }
     let lines = [
         format!("builddir=$(mktemp -d {}/build.XXX)", quote(&sess.scratch)),
@@ -333,7 +333,13 @@ pub fn build(
         field("Build-Depends-Arch"),
         essential.join(", ")
     );
-    apt::satisfy(sess, out, &deps, &[])?;
+    // The caller reverts a testbed that can revert before any test runs.
+    let lasting = if sess.caps.contains("revert") {
+        apt::Lasting::Throwaway
+    } else {
+        apt::Lasting::Kept
+    };
+    apt::satisfy(sess, out, &deps, &[], lasting)?;
     let nproc = sess.machine.nproc.clone().unwrap_or_else(|| "1".into());
     let exports: String = env
         .iter()
