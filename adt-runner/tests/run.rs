@@ -4,7 +4,7 @@
 
 mod bed;
 
-use bed::{fixture, run, unavailable, Bed, HEAVY};
+use bed::{fixture, run, run_without_revert, unavailable, Bed, HEAVY};
 
 macro_rules! need_testbed {
     () => {
@@ -396,4 +396,61 @@ fn a_tree_whose_build_fails_is_erroneous_even_when_no_test_installs_it() {
     let skipped = run(&bed, &fixture("build-fails"), &["-B"]);
     assert_eq!(skipped.code, 0, "{}", skipped.summary());
     assert_eq!(skipped.verdict("command1").as_deref(), Some("PASS"));
+}
+
+#[test]
+fn build_dependencies_a_revert_discards_are_installed_the_fast_way_and_tests_see_what_autopkgtest_leaves(
+) {
+    need_testbed!();
+    let _heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let bed = Bed::start();
+    let ran = run(&bed, &fixture("pass-trivial"), &[]);
+    assert_eq!(ran.code, 0, "{}\n{}", ran.summary(), ran.stderr);
+    let log = ran.file("log");
+    let (build, tests) = log
+        .split_once("test command1: preparing testbed")
+        .expect("the test was prepared");
+    // The build environment is reverted away: man-db is not asked to index.
+    assert!(
+        build.contains("Not building database; man-db/auto-update is not 'true'"),
+        "man-db indexed the throw-away build environment:\n{build}"
+    );
+    // After the revert apt-utils (for apt-ftparchive) comes from the deb
+    // fetched before it, installed by dpkg, not downloaded again by apt.
+    assert!(
+        tests.contains("Unpacking apt-utils"),
+        "apt-utils was not installed for publishing:\n{tests}"
+    );
+    assert!(
+        !tests
+            .lines()
+            .any(|l| l.starts_with("Get:") && l.contains(" apt-utils ")),
+        "apt downloaded apt-utils after the revert:\n{tests}"
+    );
+    // What the test sees beyond the pristine testbed is what autopkgtest
+    // leaves there (its pass-trivial run lists exactly apt-utils): no build
+    // dependency survived.
+    let extra: Vec<String> = ran
+        .file("command1-packages")
+        .lines()
+        .map(|l| l.split('\t').next().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(extra, ["apt-utils"], "{}", ran.file("command1-packages"));
+
+    // A testbed that cannot revert keeps what is installed into it, so its
+    // build dependencies are installed exactly as autopkgtest installs them.
+    let kept = run_without_revert(&bed, &fixture("pass-trivial"), &[]);
+    assert_eq!(kept.code, 0, "{}\n{}", kept.summary(), kept.stderr);
+    let log = kept.file("log");
+    assert!(
+        log.contains("Building database of manual pages"),
+        "man-db did not index a build environment that stays:\n{log}"
+    );
+    assert!(
+        kept.file("command1-packages")
+            .lines()
+            .any(|l| l.starts_with("debhelper\t")),
+        "without a revert the build dependencies stay: {}",
+        kept.file("command1-packages")
+    );
 }

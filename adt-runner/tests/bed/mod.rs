@@ -151,20 +151,29 @@ impl Ran {
 /// Runs `adt-runner run SRC --testbed ... -o OUT EXTRA...` (with the
 /// fixture's runner-args) on a reverted testbed.
 pub fn run(bed: &Bed, src: &Path, extra: &[&str]) -> Ran {
+    run_with(bed, src, extra, true)
+}
+
+/// As `run`, but adt-runner is not given the revert command: a testbed
+/// that cannot revert (it still starts from the pristine root).
+#[allow(dead_code)]
+pub fn run_without_revert(bed: &Bed, src: &Path, extra: &[&str]) -> Ran {
+    run_with(bed, src, extra, false)
+}
+
+fn run_with(bed: &Bed, src: &Path, extra: &[&str], can_revert: bool) -> Ran {
     bed.revert();
     let out = tempfile::Builder::new()
         .prefix("adt-runner-out.")
         .tempdir()
         .unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_adt-runner"));
-    cmd.arg("run").arg(src).args([
-        "--testbed",
-        &bed.spec(),
-        "--identity",
-        bed.key(),
-        "--revert-command",
-        &bed.revert_command(),
-    ]);
+    cmd.arg("run")
+        .arg(src)
+        .args(["--testbed", &bed.spec(), "--identity", bed.key()]);
+    if can_revert {
+        cmd.args(["--revert-command", &bed.revert_command()]);
+    }
     cmd.arg("-o").arg(out.path().join("out"));
     if let Ok(args) = std::fs::read_to_string(src.join("runner-args")) {
         cmd.args(args.split_whitespace());
