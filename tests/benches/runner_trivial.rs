@@ -4,8 +4,8 @@
 //! times and their ratio (target: adt-runner at most half of autopkgtest).
 //!
 //! Run: cargo bench -p adt-systest --bench runner_trivial (as root).
-//! ADT_BENCH_ROUNDS=N repeats each side N times (default 1) and reports
-//! the median.
+//! ADT_BENCH_ROUNDS=N repeats each side N times (default 1, alternating)
+//! and reports the median, with the fastest and slowest run.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -51,9 +51,20 @@ fn timed(mut cmd: Command) -> (Duration, i32) {
     (t.elapsed(), st.code().unwrap_or(-1))
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
+/// "median s (min-max)" of the samples, in seconds.
+fn spread(mut v: Vec<Duration>) -> (f64, String) {
     v.sort();
-    v[v.len() / 2]
+    let med = v[v.len() / 2].as_secs_f64();
+    let text = if v.len() > 1 {
+        format!(
+            "{med:>8.2} s  ({:.2}-{:.2})",
+            v[0].as_secs_f64(),
+            v[v.len() - 1].as_secs_f64()
+        )
+    } else {
+        format!("{med:>8.2} s")
+    };
+    (med, text)
 }
 
 fn main() {
@@ -125,13 +136,13 @@ fn main() {
             assert_eq!(rc, 0, "autopkgtest failed on pass-trivial");
             theirs.push(d);
         }
-        let (a, b) = (median(ours), median(theirs));
+        let ((a, a_text), (b, b_text)) = (spread(ours), spread(theirs));
         println!("  {label}:");
-        println!("    adt-runner  {:>8.2} s", a.as_secs_f64());
-        println!("    autopkgtest {:>8.2} s", b.as_secs_f64());
+        println!("    adt-runner  {a_text}");
+        println!("    autopkgtest {b_text}");
         println!(
             "    ratio adt-runner/autopkgtest = {:.3} (target <= 0.5)",
-            a.as_secs_f64() / b.as_secs_f64()
+            a / b
         );
     }
 }
