@@ -94,7 +94,7 @@ impl Binaries {
                 let deb = format!("{}/apt-utils.deb", sess.scratch);
                 sess.copy_down(host, &deb)?;
                 format!(
-                    "{{ dpkg -i {} 2>&1 || {{ DEBIAN_FRONTEND=noninteractive apt-get install -y --fix-broken 2>&1; type apt-ftparchive >/dev/null 2>&1; }}; }} || ",
+                    "{{ dpkg -i {} 2>&1 || {{ apt-get install -y --fix-broken 2>&1; type apt-ftparchive >/dev/null 2>&1; }}; }} || ",
                     quote(&deb)
                 )
             }
