@@ -395,9 +395,12 @@ impl<H: Host> Engine<H> {
         if owner.is_some_and(|o| o != record.owner) {
             return;
         }
+        let started = std::time::Instant::now();
         match self.teardown_resources(&record).await {
             Ok(()) => {
                 self.table().remove(name);
+                let seconds = started.elapsed().as_secs_f64();
+                tracing::info!(testbed = name, seconds, "torn down");
             }
             Err(e) => {
                 tracing::error!(testbed = name, error = %e, "teardown failed; the ledger keeps it")

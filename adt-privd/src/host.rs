@@ -65,6 +65,7 @@ struct Output {
 async fn run(program: &Path, args: &[&str], timeout: Duration) -> HostResult<Output> {
     let command = format!("{} {}", program.display(), args.join(" "));
     tracing::debug!(%command, "running");
+    let started = std::time::Instant::now();
     let child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -85,11 +86,14 @@ async fn run(program: &Path, args: &[&str], timeout: Duration) -> HostResult<Out
             command,
             reason: e.to_string(),
         }),
-        Ok(Ok(out)) => Ok(Output {
-            ok: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }),
+        Ok(Ok(out)) => {
+            tracing::debug!(%command, status = %out.status, seconds = started.elapsed().as_secs_f64(), "ran");
+            Ok(Output {
+                ok: out.status.success(),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            })
+        }
     }
 }
 

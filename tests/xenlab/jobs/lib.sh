@@ -50,3 +50,32 @@ wait_nothing_left() {  # LIMIT: prints the seconds it took, or fails after LIMIT
   since "$t"
 }
 as_user() { local u=$1; shift; runuser -u "$u" -- env HOME="/home/$u" "$@"; }
+# Where a teardown's time went, from adt-privd's journal (the lab runs it
+# with ADT_PRIVD_LOG=adt_privd=debug): the kill to privd's "owner
+# disconnected", each xl/dmsetup command it ran, and the teardown itself.
+# Figures only; nothing is checked. Without journald (no systemd) it says so.
+teardown_breakdown() {  # PREFIX KILL_EPOCH: prints `figure PREFIX_... s` lines
+  if [ "$(cat /proc/1/comm)" != systemd ]; then
+    echo "no journal (no systemd): no breakdown of $1"; return 0
+  fi
+  journalctl --no-pager -u adt-privd --since "@${2%.*}" -o json |
+    /usr/bin/python3 -c '
+import json, sys
+prefix, kill = sys.argv[1], float(sys.argv[2])
+for line in sys.stdin:
+    e = json.loads(line)
+    at = int(e["__REALTIME_TIMESTAMP"]) / 1e6
+    if at < kill:
+        continue
+    msg, cmd = e.get("MESSAGE", ""), e.get("F_COMMAND", "")
+    secs = float(e.get("F_SECONDS", "nan"))
+    if msg.startswith("owner disconnected"):
+        print(f"figure {prefix}_kill_to_privd_teardown_start {at - kill:.2f} s")
+    elif msg == "ran" and cmd:
+        tool = "_".join(w.rsplit("/", 1)[-1] for w in cmd.split()[:2])
+        print(f"figure {prefix}_{tool} {secs:.2f} s")
+    elif msg == "torn down":
+        print(f"figure {prefix}_privd_teardown {secs:.2f} s")
+        print(f"figure {prefix}_kill_to_privd_torn_down {at - kill:.2f} s")
+' "$1" "$2"
+}
