@@ -132,6 +132,23 @@ impl Store {
     /// result, with `request_json` beside it. Leftovers of an interrupted
     /// store of the same source are removed first.
     pub fn store(&self, source: &str, out: &Path, request_json: &str) -> Result<Stored, String> {
+        let prepared = self.prepare(source, out, request_json)?;
+        commit(&prepared.tmp, &prepared.stored.dir)?;
+        Ok(prepared.stored)
+    }
+
+    /// The first half of `store`: writes the result, fsynced, under a
+    /// temporary name beside its final one and picks that final name, but
+    /// does not make it a result yet; `commit` does. Between the two, a
+    /// caller can note durably what it is about to store (the loop's
+    /// pending marker), so that a crash at any point leaves either nothing
+    /// stored or a stored result its note finishes.
+    pub fn prepare(
+        &self,
+        source: &str,
+        out: &Path,
+        request_json: &str,
+    ) -> Result<Prepared, String> {
         check_name(source)?;
         let parent = self.source_dir(source);
         fs::create_dir_all(&parent).map_err(io_err("cannot create", &parent))?;
@@ -151,17 +168,41 @@ impl Store {
             let stamp = stamp(t);
             let dir = parent.join(format!("{stamp}@"));
             if !dir.exists() {
-                fs::rename(&tmp, &dir).map_err(io_err("cannot rename a result to", &dir))?;
-                sync_dir(&parent)?;
                 let rel = dir
                     .strip_prefix(&self.root)
                     .map(|p| p.to_string_lossy().into_owned())
                     .unwrap_or_else(|_| dir.to_string_lossy().into_owned());
-                return Ok(Stored { dir, rel, stamp });
+                return Ok(Prepared {
+                    tmp,
+                    stored: Stored { dir, rel, stamp },
+                });
             }
             t += std::time::Duration::from_secs(1);
         }
     }
+}
+
+/// A result written by `Store::prepare`, not yet stored.
+#[derive(Debug)]
+pub struct Prepared {
+    /// Where it is written (`.tmp.PID` beside its final directory).
+    pub tmp: PathBuf,
+    /// Where `commit` puts it.
+    pub stored: Stored,
+}
+
+/// The second half of `Store::store`: renames a prepared result `tmp` to
+/// its directory `dir`, durably. Fails, leaving `tmp` as it is, if `dir`
+/// exists already.
+pub fn commit(tmp: &Path, dir: &Path) -> Result<(), String> {
+    if dir.exists() {
+        return Err(format!(
+            "cannot store a result as {}: it exists",
+            dir.display()
+        ));
+    }
+    fs::rename(tmp, dir).map_err(io_err("cannot rename a result to", dir))?;
+    sync_dir(dir.parent().unwrap_or(Path::new(".")))
 }
 
 /// A source name as Debian allows it: nothing that could leave the tree.

@@ -4,10 +4,10 @@
 //! store the result, record it in the history, commit the selector's
 //! cursor, report, re-render the web pages.
 //!
-//! A stored result gets a marker in `spool/pending/` (fsynced) before it
-//! is recorded and reported, removed only after: a crash in between is
-//! finished by the next iteration, so no result goes unrecorded or
-//! unreported.
+//! A result gets a marker in `spool/pending/` (fsynced) before it is
+//! stored (renamed into the results tree), recorded and reported, removed
+//! only after: a crash in between is finished by the next iteration, so
+//! no result goes unstored, unrecorded or unreported.
 //!
 //! Signals: SIGTERM or SIGINT lets the current package finish, be stored
 //! and reported, then exits 0. A second one kills the run, tears the
@@ -73,8 +73,15 @@ pub fn run(args: &LoopArgs) -> i32 {
         if notify::take_reload() {
             cfg = reload(args, cfg);
         }
+        // No new run while a stored result is unfinished: its prepared
+        // copy (`.tmp.*`) would go with the next store of that source.
         if let Err(e) = finish_pending(&cfg) {
-            eprintln!("adt-runner loop: finishing stored results: {e}");
+            eprintln!("adt-runner loop: finishing stored results: {e}; no new run until they are");
+            if args.once {
+                break ERROR;
+            }
+            idle(&cfg);
+            continue;
         }
         if let Some(m) = &cfg.reporters.mail {
             if let Err(e) = mail::flush(m) {
@@ -288,8 +295,8 @@ fn run_one(cfg: &Config, pick: &Pick) -> Result<Outcome, String> {
         "why": pick.why,
         "control": pick.control,
     });
-    let stored = match cfg.store().store(&source, &out, &request.to_string()) {
-        Ok(s) => s,
+    let prepared = match cfg.store().prepare(&source, &out, &request.to_string()) {
+        Ok(p) => p,
         Err(e) => {
             // Keep the output for a human rather than reuse its directory.
             let keep = cfg.work_dir().join(format!(
@@ -303,9 +310,11 @@ fn run_one(cfg: &Config, pick: &Pick) -> Result<Outcome, String> {
             ));
         }
     };
+    let stored = &prepared.stored;
     let read = |n: &str| fs::read_to_string(out.join(n)).unwrap_or_default();
     let pending = Pending {
         dir: stored.dir.clone(),
+        from: Some(prepared.tmp.clone()),
         run: NewRun {
             source: source.clone(),
             version: read("testpkg-version")
@@ -324,7 +333,23 @@ fn run_one(cfg: &Config, pick: &Pick) -> Result<Outcome, String> {
             tests: parse_summary(&read("summary")),
         },
     };
-    let marker = pending.write(cfg)?;
+    // The marker first, then the result: a crash in between leaves a
+    // marker whose result `finish_pending` stores and records.
+    let marker = match pending.write(cfg) {
+        Ok(m) => m,
+        Err(e) => {
+            // Stored, though nothing will record it: better than lost.
+            crate::results::commit(&prepared.tmp, &stored.dir)?;
+            let _ = fs::remove_dir_all(&work);
+            return Err(format!(
+                "{e}; the result is stored in {} but not recorded",
+                stored.dir.display()
+            ));
+        }
+    };
+    // If this fails, the marker names both places: the next iteration's
+    // finish_pending tries again.
+    crate::results::commit(&prepared.tmp, &stored.dir)?;
     let _ = fs::remove_dir_all(&work);
     finish(cfg, &marker, &pending)?;
     cfg.selector().commit(pick)?;
@@ -336,6 +361,10 @@ fn run_one(cfg: &Config, pick: &Pick) -> Result<Outcome, String> {
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct Pending {
     pub dir: PathBuf,
+    /// Where the result was prepared (`results::Store::prepare`), for as
+    /// long as it may not be in `dir` yet.
+    #[serde(default)]
+    pub from: Option<PathBuf>,
     pub run: NewRun,
 }
 
@@ -391,8 +420,8 @@ fn finish(cfg: &Config, marker: &Path, p: &Pending) -> Result<(), String> {
     fs::remove_file(marker).map_err(|e| format!("cannot remove {}: {e}", marker.display()))
 }
 
-/// Finishes the results a crash left stored but not recorded or reported,
-/// oldest first. A marker that cannot be read, or whose result is gone,
+/// Finishes the results a crash left stored (or about to be) but not
+/// recorded or reported, oldest first. A marker that cannot be read, or whose result is gone,
 /// is set aside (`*.bad`) with a message, not retried for ever.
 pub fn finish_pending(cfg: &Config) -> Result<(), String> {
     let mut markers: Vec<PathBuf> = match fs::read_dir(pending_dir(cfg)) {
@@ -410,7 +439,13 @@ pub fn finish_pending(cfg: &Config) -> Result<(), String> {
             .map_err(|e| e.to_string())
             .and_then(|b| serde_json::from_slice::<Pending>(&b).map_err(|e| e.to_string()))
             .and_then(|p| {
-                if p.dir.join("result.tar").exists() {
+                // Interrupted between the marker and the store: the
+                // prepared copy is stored below.
+                let prepared = p
+                    .from
+                    .as_ref()
+                    .is_some_and(|f| f.join("result.tar").exists());
+                if prepared || p.dir.join("result.tar").exists() {
                     Ok(p)
                 } else {
                     Err(format!("its result {} is gone", p.dir.display()))
@@ -422,6 +457,13 @@ pub fn finish_pending(cfg: &Config) -> Result<(), String> {
                     "adt-runner loop: finishing {} {}, stored before an interruption",
                     p.run.source, p.run.version
                 );
+                if let Some(from) = p
+                    .from
+                    .as_ref()
+                    .filter(|_| !p.dir.join("result.tar").exists())
+                {
+                    crate::results::commit(from, &p.dir)?;
+                }
                 finish(cfg, &marker, &p)?;
             }
             Err(e) => {
