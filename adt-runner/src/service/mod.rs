@@ -373,6 +373,15 @@ fn pending_dir(cfg: &Config) -> PathBuf {
 }
 
 impl Pending {
+    /// The prepared copy of a result a crash left between the marker and
+    /// the store (complete: `prepare` fsyncs it before the marker is
+    /// written), or None when the result is in `dir` or was never prepared.
+    fn unstored(&self) -> Option<&Path> {
+        let from = self.from.as_deref()?;
+        let stored = self.dir.join("result.tar").exists();
+        (!stored && from.join("result.tar").exists()).then_some(from)
+    }
+
     /// Writes the marker (fsynced); returns its path.
     fn write(&self, cfg: &Config) -> Result<PathBuf, String> {
         let dir = pending_dir(cfg);
@@ -421,7 +430,8 @@ fn finish(cfg: &Config, marker: &Path, p: &Pending) -> Result<(), String> {
 }
 
 /// Finishes the results a crash left stored (or about to be) but not
-/// recorded or reported, oldest first. A marker that cannot be read, or whose result is gone,
+/// recorded or reported, oldest first: stores a prepared one, then records
+/// and reports it. A marker that cannot be read, or whose result is gone,
 /// is set aside (`*.bad`) with a message, not retried for ever.
 pub fn finish_pending(cfg: &Config) -> Result<(), String> {
     let mut markers: Vec<PathBuf> = match fs::read_dir(pending_dir(cfg)) {
@@ -439,13 +449,7 @@ pub fn finish_pending(cfg: &Config) -> Result<(), String> {
             .map_err(|e| e.to_string())
             .and_then(|b| serde_json::from_slice::<Pending>(&b).map_err(|e| e.to_string()))
             .and_then(|p| {
-                // Interrupted between the marker and the store: the
-                // prepared copy is stored below.
-                let prepared = p
-                    .from
-                    .as_ref()
-                    .is_some_and(|f| f.join("result.tar").exists());
-                if prepared || p.dir.join("result.tar").exists() {
+                if p.dir.join("result.tar").exists() || p.unstored().is_some() {
                     Ok(p)
                 } else {
                     Err(format!("its result {} is gone", p.dir.display()))
@@ -457,11 +461,7 @@ pub fn finish_pending(cfg: &Config) -> Result<(), String> {
                     "adt-runner loop: finishing {} {}, stored before an interruption",
                     p.run.source, p.run.version
                 );
-                if let Some(from) = p
-                    .from
-                    .as_ref()
-                    .filter(|_| !p.dir.join("result.tar").exists())
-                {
+                if let Some(from) = p.unstored() {
                     crate::results::commit(from, &p.dir)?;
                 }
                 finish(cfg, &marker, &p)?;
