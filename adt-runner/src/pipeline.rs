@@ -4,9 +4,11 @@
 //!
 //! Where it knowingly differs from autopkgtest 5.28 (verdicts and exit
 //! codes stay the same):
-//! - a tree is not built just for its binaries when no test installs
-//!   anything and none needs a built tree (autopkgtest builds it anyway);
-//!   such a tree is unpacked on the host;
+//! - a tree is unpacked on the host (when its debian/control parses and
+//!   the host has dpkg-dev) and copied in,
+//!   so the testbed gets dpkg-dev only as a build dependency; autopkgtest
+//!   installs dpkg-dev into the testbed to unpack it (with -B, a test that
+//!   uses dpkg-dev without declaring it passes there and fails here);
 //! - debian/tests/control lines that are not deb822 and fields given twice
 //!   are errors (python-debian ignores the first and keeps the last);
 //! - not supported: built trees, .changes and git sources, setup commands,
