@@ -3,6 +3,12 @@
 //! freshly reverted sshd testbed, one after the other; prints both wall
 //! times and their ratio (target: adt-runner at most half of autopkgtest).
 //!
+//! A third line times the testbed's share alone (tests/benches/
+//! testbed-work): the commands both tools run in the testbed, back to back
+//! from one shell script with no runner around them. Its ratio to
+//! autopkgtest is as low as any runner doing that work in that order can
+//! go; adt-runner's distance from it is adt-runner's own cost.
+//!
 //! Run: cargo bench -p adt-systest --bench runner_trivial (as root).
 //! ADT_BENCH_ROUNDS=N repeats each side N times (default 1, alternating)
 //! and reports the median, with the fastest and slowest run.
@@ -91,7 +97,7 @@ fn main() {
         ("default (a tree's binaries are built)", &[][..]),
         ("-B (no built binaries)", &["-B"][..]),
     ] {
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        let (mut ours, mut theirs, mut floor) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
             tb.revert().expect("revert");
             let out = tempfile::tempdir().unwrap();
@@ -135,14 +141,30 @@ fn main() {
             let (d, rc) = timed(c);
             assert_eq!(rc, 0, "autopkgtest failed on pass-trivial");
             theirs.push(d);
+
+            tb.revert().expect("revert");
+            let mut c = Command::new(workspace().join("tests/benches/testbed-work"));
+            c.args(extra).arg(&fixture).arg(tb.dir());
+            let (d, rc) = timed(c);
+            assert_eq!(
+                rc, 0,
+                "tests/benches/testbed-work failed on pass-trivial (run it by hand to see why)"
+            );
+            floor.push(d);
         }
         let ((a, a_text), (b, b_text)) = (spread(ours), spread(theirs));
+        let (f, f_text) = spread(floor);
         println!("  {label}:");
-        println!("    adt-runner  {a_text}");
-        println!("    autopkgtest {b_text}");
+        println!("    adt-runner   {a_text}");
+        println!("    autopkgtest  {b_text}");
+        println!("    testbed work {f_text}  (the testbed commands alone, no runner)");
         println!(
             "    ratio adt-runner/autopkgtest = {:.3} (target <= 0.5)",
             a / b
+        );
+        println!(
+            "    ratio testbed work/autopkgtest = {:.3} (the floor for this work)",
+            f / b
         );
     }
 }
