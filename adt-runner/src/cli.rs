@@ -29,7 +29,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Test one source package; exit codes as autopkgtest's.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Forever: select, run, store, report (SIGTERM: finish the current
     /// package and exit; a second one: abort; SIGHUP: reload).
     Loop(crate::loopconfig::LoopArgs),
@@ -72,6 +72,12 @@ pub struct RunArgs {
     /// Extra environment for the tests, `K=V` (repeatable).
     #[arg(long = "env")]
     pub env: Vec<String>,
+    /// A package version this run tests against, `SRC/VERSION`
+    /// (repeatable): the tests get them all in ADT_TEST_TRIGGERS, as
+    /// autopkgtest-cloud gives them, and testinfo.json keeps it. Nothing
+    /// is pinned: the testbed's apt sources decide what is installed.
+    #[arg(long = "trigger", value_name = "SRC/VERSION")]
+    pub triggers: Vec<String>,
     /// Run only this test (repeatable).
     #[arg(long = "testname", alias = "test-name")]
     pub only_tests: Vec<String>,
@@ -165,6 +171,10 @@ fn run(args: &RunArgs, command_line: String) -> i32 {
     if let Some(bad) = args.env.iter().find(|e| !e.contains('=')) {
         return fail(format!("--env {bad:?}: expected K=V"));
     }
+    let env = match crate::select::trigger_env(&args.env, &args.triggers) {
+        Ok(env) => env,
+        Err(m) => return fail(format!("--trigger: {m}")),
+    };
     let opener = match args.opener() {
         Ok(o) => o,
         Err(m) => return fail(m),
@@ -173,7 +183,7 @@ fn run(args: &RunArgs, command_line: String) -> i32 {
     let req = Request {
         source,
         output_dir: args.output_dir.clone(),
-        env: args.env.clone(),
+        env,
         only_tests: args.only_tests.clone(),
         skip_tests: args.skip_tests.clone(),
         timeouts: args.timeouts(),

@@ -250,7 +250,7 @@ fn three_packages_in_order_and_sigterm_lets_the_second_finish() {
     let svc = Service::new(
         &tb,
         &[
-            queue_line("first", ""),
+            queue_line("first", r#"{"triggers": ["glibc/2.36-9"]}"#),
             queue_line("second", r#"{"env": ["LOOP_SLEEP=6"]}"#),
             queue_line("third", ""),
         ],
@@ -276,6 +276,14 @@ fn three_packages_in_order_and_sigterm_lets_the_second_finish() {
     assert!(
         svc.results("adt-loop-third").is_empty(),
         "the third waits: {log}"
+    );
+    // A request's triggers reach its run (testinfo.json records them).
+    let first = adt_runner::results::load(&svc.results("adt-loop-first")[0]).unwrap();
+    let info: serde_json::Value = serde_json::from_str(&first.text("testinfo.json")).unwrap();
+    assert_eq!(
+        info["custom_environment"],
+        serde_json::json!(["ADT_TEST_TRIGGERS=glibc/2.36-9"]),
+        "{info}"
     );
     let summary = adt_runner::results::load(&svc.results("adt-loop-second")[0])
         .unwrap()

@@ -202,6 +202,18 @@ fn bad_arguments_exit_20_like_autopkgtest() {
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("expected ssh:[USER@]HOST[:PORT] or xen:IMAGE")
     );
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_adt-runner"))
+        .args(["run", "mawk", "--testbed", "ssh:127.0.0.1", "--trigger"])
+        .arg("glibc 2.36-9")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(20));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("--trigger: trigger \"glibc 2.36-9\" is not SRC/VERSION"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]
@@ -209,7 +221,18 @@ fn output_dir_holds_autopkgtest_files_and_artifacts() {
     need_testbed!();
     let _heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let bed = Bed::start();
-    let ran = run(&bed, &fixture("artifacts"), &["--env", "ADT_FIXTURE_X=1"]);
+    let ran = run(
+        &bed,
+        &fixture("artifacts"),
+        &[
+            "--env",
+            "ADT_FIXTURE_X=1",
+            "--trigger",
+            "glibc/2.36-9",
+            "--trigger",
+            "perl/1:5.36.0-7+deb12u1",
+        ],
+    );
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     let out = ran.out.path().join("out");
     assert_eq!(
@@ -236,7 +259,19 @@ fn output_dir_holds_autopkgtest_files_and_artifacts() {
     assert!(out.join("writes-artifacts-packages").exists());
     let info: serde_json::Value = serde_json::from_str(&ran.file("testinfo.json")).unwrap();
     assert_eq!(info["virt_server"], bed.spec());
-    assert_eq!(info["custom_environment"][0], "ADT_FIXTURE_X=1");
+    // The triggers reach the test, and testinfo.json keeps them where
+    // autopkgtest-cloud's results have them.
+    assert_eq!(
+        ran.file("artifacts/triggers.txt"),
+        "glibc/2.36-9 perl/1:5.36.0-7+deb12u1\n"
+    );
+    assert_eq!(
+        info["custom_environment"],
+        serde_json::json!([
+            "ADT_FIXTURE_X=1",
+            "ADT_TEST_TRIGGERS=glibc/2.36-9 perl/1:5.36.0-7+deb12u1"
+        ])
+    );
     assert!(info["kernel_version"]
         .as_str()
         .unwrap()

@@ -62,6 +62,7 @@ impl Request {
         if let Some(e) = req.env.iter().find(|e| !e.contains('=')) {
             return Err(bad(format!("env entry {e:?} is not K=V")));
         }
+        trigger_env(&req.env, &req.triggers).map_err(bad)?;
         req.source = src.to_string();
         Ok(req)
     }
@@ -74,6 +75,53 @@ impl Request {
         }
         v.to_string()
     }
+}
+
+/// The variable that carries a run's triggers to its tests, as
+/// autopkgtest-cloud passes them (`--env ADT_TEST_TRIGGERS=...`); the
+/// results' testinfo.json keeps it, where britney looks for it.
+pub const TRIGGERS_VAR: &str = "ADT_TEST_TRIGGERS";
+
+/// Checks a trigger: `SRC/VERSION`, a source name and a Debian version
+/// (e.g. `glibc/2.36-9`, or autopkgtest-cloud's `migration-reference/0`).
+pub fn check_trigger(trigger: &str) -> Result<(), String> {
+    let Some((src, version)) = trigger.split_once('/') else {
+        return Err(format!(
+            "trigger {trigger:?} is not SRC/VERSION (e.g. glibc/2.36-9)"
+        ));
+    };
+    crate::results::check_name(src).map_err(|e| format!("trigger {trigger:?}: {e}"))?;
+    let version_ok = version.starts_with(|c: char| c.is_ascii_digit())
+        && version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".+~:-".contains(c));
+    if !version_ok {
+        return Err(format!(
+            "trigger {trigger:?}: {version:?} is not a Debian version (a digit first, then letters, digits and . + ~ : -)"
+        ));
+    }
+    Ok(())
+}
+
+/// `env` with the triggers added as `ADT_TEST_TRIGGERS=SRC/VER SRC/VER`
+/// (unchanged when there are none); an error names a bad trigger, or an
+/// `env` that sets the variable itself beside triggers.
+pub fn trigger_env(env: &[String], triggers: &[String]) -> Result<Vec<String>, String> {
+    let mut env = env.to_vec();
+    if triggers.is_empty() {
+        return Ok(env);
+    }
+    for t in triggers {
+        check_trigger(t)?;
+    }
+    let prefix = format!("{TRIGGERS_VAR}=");
+    if let Some(e) = env.iter().find(|e| e.starts_with(&prefix)) {
+        return Err(format!(
+            "both triggers and an env entry {e:?} set {TRIGGERS_VAR}; give the triggers one way"
+        ));
+    }
+    env.push(format!("{prefix}{}", triggers.join(" ")));
+    Ok(env)
 }
 
 /// A selector's choice and its reason.
@@ -337,6 +385,48 @@ mod tests {
         assert!(e.contains("expected a JSON object"), "{e}");
         let e = Request::parse(r#"hello {"env": ["A"]}"#, "q").unwrap_err();
         assert!(e.contains("env entry \"A\" is not K=V"), "{e}");
+        let e = Request::parse(r#"hello {"triggers": ["glibc 2.36"]}"#, "q").unwrap_err();
+        assert!(
+            e.contains("trigger \"glibc 2.36\" is not SRC/VERSION"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn triggers_become_adt_test_triggers_and_bad_ones_are_named() {
+        let t = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            trigger_env(
+                &t(&["A=1"]),
+                &t(&["glibc/2.36-9", "perl/1:5.36.0-7+deb12u1~rc1"])
+            )
+            .unwrap(),
+            t(&[
+                "A=1",
+                "ADT_TEST_TRIGGERS=glibc/2.36-9 perl/1:5.36.0-7+deb12u1~rc1"
+            ])
+        );
+        assert_eq!(trigger_env(&t(&["A=1"]), &[]).unwrap(), t(&["A=1"]));
+        check_trigger("migration-reference/0").unwrap();
+        for (bad, says) in [
+            ("glibc", "is not SRC/VERSION"),
+            ("Glibc/2.36", "is not a source package name"),
+            ("glibc/", "\"\" is not a Debian version"),
+            ("glibc/v2", "\"v2\" is not a Debian version"),
+            ("glibc/2.36 x", "\"2.36 x\" is not a Debian version"),
+            ("glibc/2.36/1", "\"2.36/1\" is not a Debian version"),
+            ("../x/1", "is not a source package name"),
+        ] {
+            let e = check_trigger(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        let e = trigger_env(&t(&["ADT_TEST_TRIGGERS=x/1"]), &t(&["glibc/2.36-9"])).unwrap_err();
+        assert!(e.contains("give the triggers one way"), "{e}");
+        let r = Request::parse(
+            r#"hello {"triggers": ["glibc/2.36-9"], "env": ["ADT_TEST_TRIGGERS=x/1"]}"#,
+            "q",
+        );
+        assert!(r.unwrap_err().contains("give the triggers one way"));
     }
 
     #[test]

@@ -193,6 +193,9 @@ fn run_command(cfg: &Config, pick: &Pick, out: &Path) -> Command {
     for e in &pick.request.env {
         c.arg("--env").arg(e);
     }
+    for t in &pick.request.triggers {
+        c.arg("--trigger").arg(t);
+    }
     if let Some(t) = &pick.request.testname {
         c.arg("--testname").arg(t);
     }
