@@ -47,7 +47,7 @@ impl Binaries {
     /// fresh testbed rebuilds apt's cache, which the build's install then
     /// reuses, so this costs little more than the download.
     pub fn prefetch_apt_utils(&mut self, sess: &Session, host_dir: &Path) -> Result<(), RunError> {
-        if self.apt_utils.is_some() || sess.has_apt_ftparchive || !sess.caps.contains("revert") {
+        if self.apt_utils.is_some() || sess.has_apt_ftparchive || !sess.can_revert() {
             return Ok(());
         }
         let d = format!("{}/apt-utils-deb", sess.scratch);
@@ -121,7 +121,7 @@ apt-get --quiet --no-list-cleanup -o Dir::Etc::sourcelist=/etc/apt/sources.list.
 
     /// Removes the repository again from a testbed that cannot revert.
     pub fn reset(&mut self, sess: &Session, out: &Output) -> Result<(), RunError> {
-        if !self.published || sess.caps.contains("revert") {
+        if !self.published || sess.can_revert() {
             return Ok(());
         }
         out.info("Binaries: resetting testbed apt configuration");

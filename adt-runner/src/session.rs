@@ -360,6 +360,11 @@ impl Session {
             .copy_up(tb, host, is_dir, Some(self.timeouts.copy))?)
     }
 
+    /// Whether the testbed can revert (to the state it was opened in).
+    pub fn can_revert(&self) -> bool {
+        self.caps.contains("revert")
+    }
+
     /// Marks the testbed as needing a revert before the next test.
     pub fn needs_reset(&mut self) {
         self.modified = true;
@@ -369,7 +374,7 @@ impl Session {
     /// modified or holds dependencies the next test does not want.
     pub fn reset(&mut self, deps_new: &[String], out: &Output) -> Result<(), RunError> {
         let stale = self.deps_installed.iter().any(|d| !deps_new.contains(d));
-        if self.caps.contains("revert") && (self.modified || stale) {
+        if self.can_revert() && (self.modified || stale) {
             out.info("reverting testbed");
             self.tb.revert()?;
             self.opened(out)?;

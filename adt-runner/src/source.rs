@@ -334,7 +334,7 @@ pub fn build(
         essential.join(", ")
     );
     // The caller reverts a testbed that can revert before any test runs.
-    let lasting = if sess.caps.contains("revert") {
+    let lasting = if sess.can_revert() {
         apt::Lasting::Throwaway
     } else {
         apt::Lasting::Kept
