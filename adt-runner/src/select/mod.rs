@@ -91,13 +91,11 @@ pub fn check_trigger(trigger: &str) -> Result<(), String> {
         ));
     };
     crate::results::check_name(src).map_err(|e| format!("trigger {trigger:?}: {e}"))?;
-    let version_ok = version.starts_with(|c: char| c.is_ascii_digit())
-        && version
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || ".+~:-".contains(c));
+    let version_ok =
+        version.starts_with(|c: char| c.is_ascii_digit()) && crate::deps::is_valid_version(version);
     if !version_ok {
         return Err(format!(
-            "trigger {trigger:?}: {version:?} is not a Debian version (a digit first, then letters, digits and . + ~ : -)"
+            "trigger {trigger:?}: {version:?} is not a Debian version (a digit first, then letters, digits and . + ~ -; a colon only after a numeric epoch)"
         ));
     }
     Ok(())
