@@ -204,15 +204,19 @@ impl SourceControl {
 
     /// `@builddeps@` for `arch`: the build dependencies reduced to the
     /// testbed, then `build-essential`.
-    pub fn builddeps(&self, arch: &str) -> Vec<String> {
-        let mut d = deps::reduce(&self.build_depends, arch);
+    /// An error says why Dpkg cannot parse them.
+    pub fn builddeps(&self, arch: &str) -> Result<Vec<String>, String> {
+        let mut d = deps::reduce(&self.build_depends, arch, true)?;
         d.push("build-essential".into());
-        d
+        Ok(d)
     }
 
-    /// `@recommends@` for `arch`.
-    pub fn recommends(&self, arch: &str) -> Vec<String> {
-        deps::reduce(&deps::filter_variables(&self.recommends), arch)
+    /// `@recommends@` for `arch`: every Recommends of debian/control less
+    /// substitution variables, reduced to the testbed like Build-Depends
+    /// (but `:native` is not allowed). An error says why Dpkg cannot parse
+    /// them.
+    pub fn recommends(&self, arch: &str) -> Result<Vec<String>, String> {
+        deps::reduce(&deps::filter_variables(&self.recommends), arch, false)
     }
 }
 
@@ -252,6 +256,20 @@ impl Ctx<'_> {
                 field: field.map(String::from),
             },
         }
+    }
+
+    /// An `InvalidControl('source', message)` of autopkgtest, raised while
+    /// expanding the Depends of stanza `st` from debian/control's `field`;
+    /// `cause` (what Dpkg could not parse) goes with the field, for the log.
+    fn source_invalid(
+        &self,
+        st: &Stanza,
+        message: &str,
+        field: &str,
+        cause: String,
+    ) -> InvalidControl {
+        let field = format!("Depends (from debian/control {field}: {cause})");
+        self.invalid(st, "source", Some(&field), message.to_string())
     }
 
     fn wanted(&self, name: &str) -> bool {
@@ -373,7 +391,7 @@ fn tests_stanza(
     for n in &names {
         let test = Test {
             name: n.clone(),
-            path: Some(format!("{}/{}", dir.trim_end_matches('/'), n)),
+            path: Some(path_join(dir, n)),
             command: None,
             restrictions: restrictions.clone(),
             features: features.clone(),
@@ -443,6 +461,16 @@ fn check(ctx: &Ctx, st: &Stanza, mut test: Test) -> Result<Test, Unsupported> {
     }
     check_caps(&test.restrictions, &ctx.testbed.caps).map_err(unsupported)?;
     Ok(test)
+}
+
+/// Python's `os.path.join(dir, name)`, as autopkgtest builds a test's
+/// path: an empty `Tests-Directory:` is the tree itself.
+fn path_join(dir: &str, name: &str) -> String {
+    if dir.is_empty() || dir.ends_with('/') {
+        format!("{dir}{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
 }
 
 /// autopkgtest's `_check_architecture`.
@@ -528,11 +556,19 @@ fn parse_depends(
             "@" => {
                 for p in &ctx.source.packages {
                     out.push(p.clone());
-                    synth.extend(synthesize(p, arch).map(|s| vec![s]));
+                    synth.extend(synthesize(ctx, st, p)?.map(|s| vec![s]));
                 }
             }
-            "@builddeps@" => out.extend(ctx.source.builddeps(arch)),
-            "@recommends@" => out.extend(ctx.source.recommends(arch)),
+            // autopkgtest gives up on the package when Dpkg cannot parse
+            // the field; the log says what it could not parse.
+            "@builddeps@" => out.extend(ctx.source.builddeps(arch).map_err(|e| {
+                ctx.source_invalid(st, "Invalid build dependencies", "Build-Depends", e)
+            })?),
+            "@recommends@" => out.extend(
+                ctx.source
+                    .recommends(arch)
+                    .map_err(|e| ctx.source_invalid(st, "Invalid Recommends", "Recommends", e))?,
+            ),
             _ => {
                 let alts = own_alternatives(ctx, st, testname, group)?;
                 if !alts.is_empty() {
@@ -560,9 +596,11 @@ fn own_alternatives(
             let m = format!("Test Depends field contains an invalid dependency `{dep}'");
             return Err(ctx.invalid(st, testname, Some("Depends"), m));
         };
+        // an empty version is not checked (autopkgtest: `if
+        // m.group("version")`); apt refuses it at install time
         if d.version
             .as_deref()
-            .is_some_and(|v| !deps::is_valid_version(v))
+            .is_some_and(|v| !v.is_empty() && !deps::is_valid_version(v))
         {
             let m =
                 format!("Test Depends field contains dependency `{dep}' with an invalid version");
@@ -571,17 +609,29 @@ fn own_alternatives(
         if !ctx.source.package_names.contains(&d.package) {
             return Ok(Vec::new());
         }
-        alts.extend(synthesize(dep, &ctx.testbed.arch));
+        alts.extend(synthesize(ctx, st, dep)?);
     }
     Ok(alts)
 }
 
-/// The package of a dependency if its `[arch]` admits the testbed.
-fn synthesize(dep: &str, arch: &str) -> Option<String> {
-    let d = deps::parse_simple(dep)?;
+/// autopkgtest's `_synthesize_deps`: the package of a dependency if its
+/// `[arch]` admits the testbed (as Dpkg decides); an architecture list
+/// Dpkg refuses makes the package erroneous.
+fn synthesize(ctx: &Ctx, st: &Stanza, dep: &str) -> Result<Option<String>, InvalidControl> {
+    let Some(d) = deps::parse_simple(dep) else {
+        return Ok(None);
+    };
     match &d.arches {
-        Some(list) if !deps::arch_list_admits(list, arch) => None,
-        _ => Some(d.package),
+        Some(list) => match deps::arch_list_admits(list, &ctx.testbed.arch) {
+            Ok(admits) => Ok(admits.then_some(d.package)),
+            Err(e) => Err(ctx.source_invalid(
+                st,
+                "Invalid (Test-)Depends architecture qualifiers",
+                "Depends",
+                e,
+            )),
+        },
+        None => Ok(Some(d.package)),
     }
 }
 

@@ -117,6 +117,88 @@ fn builddeps_expand_reduced_to_testbed_plus_build_essential() {
     );
 }
 
+fn run_with(control: &str, text: &str) -> Result<Parsed, InvalidControl> {
+    let src = SourceControl::parse("debian/control", control).unwrap();
+    parse(
+        "debian/tests/control",
+        text,
+        &src,
+        &testbed(&["root-on-testbed"]),
+        &[],
+    )
+}
+
+#[test]
+fn builddeps_keep_upper_bounds_and_read_arch_lists_like_dpkg() {
+    let control = "Source: s\nBuild-Depends: foo (<< 2), bar (<= 3) <!nocheck>, \
+                   old (< 2), baz [amd64 !i386], qux [!i386 amd64]\n\n\
+                   Package: s\nArchitecture: any\n";
+    let p = run_with(control, "Tests: t\nDepends: @builddeps@\n").unwrap();
+    assert_eq!(
+        p.tests[0].depends,
+        [
+            "foo (<< 2)",
+            "bar (<= 3)",
+            "old (<= 2)",
+            "baz",
+            "qux",
+            "build-essential"
+        ]
+    );
+}
+
+#[test]
+fn builddeps_dpkg_cannot_parse_make_the_package_erroneous() {
+    let control = "Source: s\nBuild-Depends: foo (>= 1\n\nPackage: s\nArchitecture: any\n";
+    // only a test that asks for them
+    assert!(run_with(control, "Tests: t\n").is_ok());
+    let e = run_with(control, "Tests: t\n\nTests: u\nDepends: @builddeps@\n").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "InvalidControl test source: Invalid build dependencies"
+    );
+    assert!(
+        e.detail().contains("stanza 2")
+            && e.detail()
+                .contains("Build-Depends: can't parse dependency foo (>= 1"),
+        "{}",
+        e.detail()
+    );
+}
+
+#[test]
+fn recommends_dpkg_cannot_parse_make_the_package_erroneous() {
+    let control = "Source: s\n\nPackage: s\nArchitecture: any\nRecommends: r1:native\n";
+    let e = run_with(control, "Tests: t\nDepends: @recommends@\n").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "InvalidControl test source: Invalid Recommends"
+    );
+}
+
+#[test]
+fn illegal_arch_qualifier_of_an_own_package_is_erroneous() {
+    let e = run("Tests: t\nDepends: foo [amd+64]\n", &[]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "InvalidControl test source: Invalid (Test-)Depends architecture qualifiers"
+    );
+}
+
+#[test]
+fn empty_version_is_left_to_apt_like_autopkgtest() {
+    let p = ok("Tests: t\nDepends: foo (>=)\n");
+    assert_eq!(p.tests[0].depends, ["foo (>=)"]);
+}
+
+#[test]
+fn empty_tests_directory_is_the_tree() {
+    let p = ok("Tests: t\nTests-Directory:\n");
+    assert_eq!(p.tests[0].path.as_deref(), Some("t"));
+    let p = ok("Tests: t\nTests-Directory: x/\n");
+    assert_eq!(p.tests[0].path.as_deref(), Some("x/t"));
+}
+
 #[test]
 fn recommends_expand_without_substitution_variables() {
     let p = ok("Tests: t\nDepends: @recommends@\n");

@@ -312,8 +312,16 @@ impl Run<'_> {
         let control = read("debian/control")
             .map_err(|e| RunError::BadPkg(format!("cannot read debian/control: {e}")))?;
         let sc = SourceControl::parse("debian/control", &control).map_err(badpkg)?;
-        let Ok(text) = read("debian/tests/control") else {
-            return Ok(Parsed::default());
+        // No file: no tests. A file that cannot be read (not UTF-8, a
+        // directory) is an error that names it, not "no tests".
+        let text = match read("debian/tests/control") {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Parsed::default()),
+            Err(e) => {
+                return Err(RunError::BadPkg(format!(
+                    "cannot read debian/tests/control: {e}"
+                )))
+            }
         };
         let tb = dep8::Testbed {
             arch: sess.machine.arch.clone(),
