@@ -30,13 +30,30 @@ impl Caller {
     }
 }
 
+/// Longest part of a caller's input an error message repeats, in bytes.
+pub const EXCERPT_BYTES: usize = 64;
+
+/// `text` as an error message may show it: escaped, and cut after
+/// [`EXCERPT_BYTES`] bytes (saying how long it was), so a huge argument
+/// never makes a huge reply.
+pub fn excerpt(text: &str) -> String {
+    if text.len() <= EXCERPT_BYTES {
+        return format!("{text:?}");
+    }
+    let mut end = EXCERPT_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}... ({} bytes in all)", &text[..end], text.len())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("{what} {name:?} is malformed: names must match ^[a-z0-9][a-z0-9.+-]{{0,62}}$")]
+    #[error("{what} {} is malformed: names must match ^[a-z0-9][a-z0-9.+-]{{0,62}}$", excerpt(.name))]
     Malformed { what: &'static str, name: String },
-    #[error("unknown image {0:?}: not in adt-privd's configuration")]
+    #[error("unknown image {}: not in adt-privd's configuration", excerpt(.0))]
     UnknownImage(String),
-    #[error("no testbed named {0:?}")]
+    #[error("no testbed named {}", excerpt(.0))]
     UnknownTestbed(String),
     #[error("testbed {name} belongs to uid {owner}, not to uid {caller}")]
     NotOwner {
@@ -119,14 +136,32 @@ impl<H: Host> Engine<H> {
         tracing::info!(testbed = %name, uid = caller.uid, owner = %caller.bus_name, "creating snapshot");
 
         let result = self.make_snapshot(&record).await;
-        if let Err(e) = &result {
+        if let Err((e, attempted)) = &result {
             tracing::warn!(testbed = %name, error = %e, "snapshot creation failed; rolling back");
-            // The device may exist if dmsetup failed late; remove it too.
-            if self.teardown_resources(&record).await.is_ok() {
-                self.table().remove(&name);
+            let freed = if *attempted {
+                // dmsetup can fail after making the device (a timeout, a
+                // failed resume). The name was free just before, and the
+                // table reserves it, so a device of that name is ours:
+                // remove it, and keep the slot if that fails (a restart
+                // reconciles it from the ledger).
+                self.teardown_resources(&record)
+                    .await
+                    .map_err(|he| he.to_string())
+            } else {
+                // Nothing was created: run no tool, so that a device of
+                // that name that was there before (not ours) stays.
+                self.ledger.remove(&name).map_err(|le| le.to_string())
+            };
+            match freed {
+                Ok(()) => {
+                    self.table().remove(&name);
+                }
+                Err(why) => {
+                    tracing::error!(testbed = %name, error = %why, "rollback failed; the slot stays taken until adt-privd restarts")
+                }
             }
         }
-        result.map(|()| name)
+        result.map(|()| name).map_err(|(e, _)| e)
     }
 
     /// Pick the first free slot and claim it in memory, under the limits.
@@ -179,7 +214,23 @@ impl<H: Host> Engine<H> {
         Ok((record, guard))
     }
 
-    async fn make_snapshot(&self, record: &Record) -> EngineResult<()> {
+    /// Makes the snapshot; an error says whether `dmsetup create` ran (a
+    /// device may then exist).
+    async fn make_snapshot(&self, record: &Record) -> Result<(), (EngineError, bool)> {
+        let table = self
+            .prepare_snapshot(record)
+            .await
+            .map_err(|e| (e, false))?;
+        self.host
+            .dm_create(&record.name, &table)
+            .await
+            .map_err(|e| (EngineError::Command(e), true))
+    }
+
+    /// Everything before `dmsetup create`: the origin's size, the check
+    /// that the name is free on the host, the ledger entry; returns the
+    /// snapshot's table.
+    async fn prepare_snapshot(&self, record: &Record) -> EngineResult<String> {
         let image = &self.config.images[&record.image];
         let slot = &image.slots[record.slot];
         let sectors = self
@@ -187,6 +238,22 @@ impl<H: Host> Engine<H> {
             .sectors(&image.origin)
             .await
             .map_err(EngineError::Command)?;
+        // A device of this name that adt-privd did not create (it is not
+        // in the table): refuse, and never touch it.
+        if self
+            .host
+            .dm_exists(&record.name)
+            .await
+            .map_err(EngineError::Command)?
+        {
+            return Err(EngineError::BadState {
+                name: record.name.clone(),
+                message: "a device-mapper device of this name already exists on the host; \
+                          adt-privd did not create it and leaves it alone (remove it, or restart \
+                          adt-privd to reconcile leftovers)"
+                    .into(),
+            });
+        }
         let table = format!(
             "0 {sectors} snapshot {} {} n {}",
             image.origin.display(),
@@ -196,10 +263,7 @@ impl<H: Host> Engine<H> {
         self.ledger
             .write(record)
             .map_err(|e| internal("writing the ledger", e))?;
-        self.host
-            .dm_create(&record.name, &table)
-            .await
-            .map_err(EngineError::Command)
+        Ok(table)
     }
 
     /// Find a testbed the caller may touch and lock it for one operation.
@@ -266,6 +330,19 @@ impl<H: Host> Engine<H> {
             });
         }
         let slot = self.config.images[&record.image].slots[record.slot].clone();
+        // A domain of this name that adt-privd did not resume: refuse,
+        // and never touch it. Checked before the ledger says "domain", so
+        // neither a rollback nor a teardown will destroy it.
+        let domains = self.host.xl_list().await.map_err(EngineError::Command)?;
+        if domains.contains(&record.name) {
+            return Err(EngineError::BadState {
+                name: record.name,
+                message: "a Xen domain of this name already exists on the host; adt-privd did \
+                          not start it and leaves it alone (destroy it, or restart adt-privd to \
+                          reconcile leftovers)"
+                    .into(),
+            });
+        }
         record.domain = true;
         self.update(&record)?;
         tracing::info!(testbed = %record.name, uid = caller.uid, "resuming domain");
@@ -313,9 +390,14 @@ impl<H: Host> Engine<H> {
     }
 
     /// Destroy the domain; the snapshot stays. Destroying a domain that is
-    /// already gone is success.
+    /// already gone is success. Only a domain this daemon resumed is
+    /// destroyed: with none, no tool runs.
     pub async fn destroy_domain(&self, caller: &Caller, domain: &str) -> EngineResult<()> {
         let (mut record, _guard) = self.lock(caller, "domain", domain).await?;
+        if !record.domain {
+            tracing::info!(testbed = %record.name, uid = caller.uid, "no domain resumed on it; nothing to destroy");
+            return Ok(());
+        }
         tracing::info!(testbed = %record.name, uid = caller.uid, "destroying domain");
         self.host
             .xl_destroy(&record.name)

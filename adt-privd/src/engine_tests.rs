@@ -15,6 +15,7 @@ struct Sim {
     calls: Mutex<Vec<String>>,
     fail_restore: Mutex<bool>,
     fail_xl: Mutex<bool>,
+    fail_dm_create: Mutex<bool>,
     /// When set, `xl restore` waits for a permit: a call held in flight.
     restore_gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
     /// The engine's ledger directory: each creating call records whether
@@ -58,6 +59,9 @@ impl Host for Arc<Sim> {
             self.ledger_state(name)
         ));
         self.log(format!("dm create {name} {table}"));
+        if *self.fail_dm_create.lock().unwrap() {
+            return Err(Sim::fail("dmsetup create"));
+        }
         if !self.dm.lock().unwrap().insert(name.into()) {
             return Err(Sim::fail("dmsetup create (exists)"));
         }
@@ -67,6 +71,9 @@ impl Host for Arc<Sim> {
         self.log(format!("dm remove {name}"));
         self.dm.lock().unwrap().remove(name);
         Ok(())
+    }
+    async fn dm_exists(&self, name: &str) -> HostResult<bool> {
+        Ok(self.dm.lock().unwrap().contains(name))
     }
     async fn dm_list(&self) -> HostResult<Vec<String>> {
         Ok(self.dm.lock().unwrap().iter().cloned().collect())
@@ -87,7 +94,9 @@ impl Host for Arc<Sim> {
         }
         // The configs in these tests are named after the domain.
         let name = config.file_stem().unwrap().to_string_lossy().into_owned();
-        self.xl.lock().unwrap().insert(name);
+        if !self.xl.lock().unwrap().insert(name) {
+            return Err(Sim::fail("xl restore (exists)"));
+        }
         Ok(())
     }
     async fn xl_destroy(&self, name: &str) -> HostResult<()> {
@@ -487,4 +496,105 @@ async fn reconcile_removes_snapshots_even_when_xl_fails_and_keeps_the_ledger() {
     *f.sim.fail_xl.lock().unwrap() = false;
     assert!(f.engine.reconcile().await.is_empty());
     assert!(f.engine.ledger.names().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_huge_malformed_name_is_echoed_only_in_part() {
+    let f = fixture(1, 4);
+    let huge = "\x01".repeat(8 << 20);
+    for e in [
+        f.engine.create_snapshot(&alice(), &huge).await.unwrap_err(),
+        f.engine.remove_snapshot(&alice(), &huge).await.unwrap_err(),
+    ] {
+        assert!(matches!(e, EngineError::Malformed { .. }), "{e}");
+        let text = e.to_string();
+        assert!(text.len() < 600, "{} bytes: {}", text.len(), &text[..600]);
+        assert!(text.contains("8388608 bytes in all"), "{text}");
+    }
+    assert_eq!(excerpt("ab\n"), "\"ab\\n\"");
+    // Cut on a character boundary.
+    let text = excerpt(&"é".repeat(100));
+    assert!(
+        text.starts_with(&format!("\"{}\"...", "é".repeat(32))),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_foreign_dm_device_is_refused_and_left_alone() {
+    let f = fixture(1, 4);
+    f.sim.dm.lock().unwrap().insert("adt-img-0".into());
+    let e = f.engine.create_snapshot(&alice(), "img").await.unwrap_err();
+    assert!(
+        matches!(&e, EngineError::BadState { name, .. } if name == "adt-img-0"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("already exists"), "{e}");
+    assert!(f.sim.dm.lock().unwrap().contains("adt-img-0"));
+    let calls = f.sim.calls.lock().unwrap().clone();
+    assert!(!calls.iter().any(|c| c.starts_with("dm ")), "{calls:?}");
+    assert!(f.engine.list().is_empty());
+    assert!(f.engine.ledger.names().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_dm_create_removes_only_its_own_device() {
+    let f = fixture(1, 4);
+    *f.sim.fail_dm_create.lock().unwrap() = true;
+    let e = f.engine.create_snapshot(&alice(), "img").await.unwrap_err();
+    assert!(matches!(e, EngineError::Command(_)), "{e}");
+    // The name was checked free before dmsetup create ran, so whatever
+    // dmsetup may have left under it is adt-privd's own: it is removed.
+    let calls = f.sim.calls.lock().unwrap().clone();
+    assert!(
+        calls.iter().any(|c| c.starts_with("dm remove adt-img-0")),
+        "{calls:?}"
+    );
+    assert!(f.engine.list().is_empty());
+    assert!(f.engine.ledger.names().unwrap().is_empty());
+    *f.sim.fail_dm_create.lock().unwrap() = false;
+    assert_eq!(
+        f.engine.create_snapshot(&alice(), "img").await.unwrap(),
+        "adt-img-0"
+    );
+}
+
+#[tokio::test]
+async fn destroying_a_domain_never_resumed_runs_no_tool() {
+    let f = fixture(1, 4);
+    let snap = f.engine.create_snapshot(&alice(), "img").await.unwrap();
+    // A domain of that name that adt-privd did not start.
+    f.sim.xl.lock().unwrap().insert(snap.clone());
+    f.engine.destroy_domain(&alice(), &snap).await.unwrap();
+    assert!(f.sim.xl.lock().unwrap().contains(&snap));
+    let calls = f.sim.calls.lock().unwrap().clone();
+    assert!(
+        !calls.iter().any(|c| c.starts_with("xl destroy")),
+        "{calls:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_foreign_domain_is_refused_at_resume_and_left_alone() {
+    let f = fixture(1, 4);
+    let snap = f.engine.create_snapshot(&alice(), "img").await.unwrap();
+    f.sim.xl.lock().unwrap().insert(snap.clone());
+    let e = f.engine.resume_domain(&alice(), &snap).await.unwrap_err();
+    assert!(
+        matches!(&e, EngineError::BadState { name, .. } if *name == snap),
+        "{e}"
+    );
+    assert!(e.to_string().contains("already exists"), "{e}");
+    assert!(f.sim.xl.lock().unwrap().contains(&snap));
+    let calls = f.sim.calls.lock().unwrap().clone();
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.starts_with("xl ") || c.starts_with("dm remove")),
+        "{calls:?}"
+    );
+    // The snapshot is untouched and still the caller's.
+    assert!(f.sim.dm.lock().unwrap().contains(&snap));
+    assert!(!f.engine.ledger.read(&snap).unwrap().domain);
+    assert_eq!(f.engine.list()[0].2, "snapshot");
 }

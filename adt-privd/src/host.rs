@@ -32,6 +32,8 @@ pub trait Host: Send + Sync + 'static {
     fn dm_create(&self, name: &str, table: &str) -> impl Future<Output = HostResult<()>> + Send;
     /// Remove a dm device; success if it does not exist.
     fn dm_remove(&self, name: &str) -> impl Future<Output = HostResult<()>> + Send;
+    /// Whether a dm device of this name exists, whatever its target.
+    fn dm_exists(&self, name: &str) -> impl Future<Output = HostResult<bool>> + Send;
     /// Names of the snapshot-target dm devices that exist.
     fn dm_list(&self) -> impl Future<Output = HostResult<Vec<String>>> + Send;
     /// `xl restore -e CONFIG CHECKPOINT`.
@@ -189,6 +191,11 @@ impl Host for Tools {
             attempt += 1;
             tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
         }
+    }
+
+    async fn dm_exists(&self, name: &str) -> HostResult<bool> {
+        let out = run_ok(&self.dmsetup, &["ls"], self.timeout).await?;
+        Ok(parse_dm_list(&out).iter().any(|n| n == name))
     }
 
     async fn dm_list(&self) -> HostResult<Vec<String>> {

@@ -136,14 +136,24 @@ async fn serve(config: Config, bus: Option<String>) -> Result<(), String> {
     );
 
     let watcher = tokio::spawn(service::watch_disconnections(changes, engine.clone()));
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: tearing everything down"),
-        _ = int.recv() => tracing::info!("SIGINT: tearing everything down"),
-        r = watcher => tracing::error!(result = ?r, "lost the bus"),
-    }
+    // A lost bus is a failure: exit non-zero after the teardown, so that
+    // systemd (Restart=on-failure) starts the daemon again.
+    let outcome = tokio::select! {
+        _ = term.recv() => { tracing::info!("SIGTERM: tearing everything down"); Ok(()) }
+        _ = int.recv() => { tracing::info!("SIGINT: tearing everything down"); Ok(()) }
+        r = watcher => {
+            let why = match r {
+                Ok(Ok(())) => "the bus closed the connection".to_owned(),
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => format!("the disconnection watcher failed: {e}"),
+            };
+            tracing::error!(reason = %why, "lost the bus: tearing everything down");
+            Err(format!("lost the bus ({why}); every testbed was torn down"))
+        }
+    };
     // Stop taking calls first, then tear down what exists.
     let _ = conn.release_name(BUS_NAME).await;
     engine.teardown_all().await;
     tracing::info!("all testbeds torn down; exiting");
-    Ok(())
+    outcome
 }

@@ -139,6 +139,24 @@ impl PrivdEnv {
         status.unwrap()
     }
 
+    /// Wait (at most `limit`) for the daemon to exit by itself.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("adt-privd runs");
+        let mut status = None;
+        wait_for("adt-privd to exit", limit, || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        });
+        status.unwrap()
+    }
+
+    /// Whether the daemon is still running.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
     /// Names of the stand-in devices (`dm`) or domains (`xl`) that exist.
     pub fn existing(&self, kind: &str) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(self.state().join(kind))
