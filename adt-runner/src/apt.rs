@@ -147,7 +147,13 @@ fn install_apt(
     sess.check(&format!("{build} && {unpack}"))?;
     let mut retries = 3;
     let ok = loop {
-        let (rc, status_fd) = apt_install(sess, out, "--fix-broken", lasting, Resolver::Quiet)?;
+        let (mut rc, mut status_fd) =
+            apt_install(sess, out, "--fix-broken", lasting, Resolver::Quiet)?;
+        if rc == 0 {
+            // the explicit install of own packages only provided so far
+            // fails (or is retried) like the main one
+            (rc, status_fd) = install_synthesised(sess, out, synth, lasting)?;
+        }
         if rc != 0 && status_fd.contains("dlstatus:") && !status_fd.contains("pmstatus:") {
             retries -= 1;
             if retries == 0 {
@@ -163,7 +169,6 @@ fn install_apt(
         if rc != 0 {
             break false;
         }
-        install_synthesised(sess, out, synth, lasting)?;
         break sess
             .capture(
                 "dpkg --status autopkgtest-satdep >/dev/null 2>&1",
@@ -205,12 +210,14 @@ fn quote_each(s: &str) -> String {
 
 /// Own binaries asked for with `@` must be really installed, not merely
 /// provided by something else.
+/// Returns the exit code and status-fd output of that install (0 and
+/// nothing when none was needed).
 fn install_synthesised(
     sess: &Session,
     out: &Output,
     synth: &[Vec<String>],
     lasting: Lasting,
-) -> Result<(), RunError> {
+) -> Result<(i32, String), RunError> {
     let mut explicit = Vec::new();
     for group in synth {
         let mut virtual_ones = Vec::new();
@@ -222,7 +229,7 @@ fn install_synthesised(
                 real = true;
                 break;
             }
-            let p = format!("dpkg-query --show -f '${{Status}} ${{Provides}}\\n' '*' | grep '^install ok installed ' | grep -qE '[ ,]{}( |,|$)'", pkg.replace('.', "\\."));
+            let p = format!("dpkg-query --show -f '${{Status}} ${{Provides}}\\n' '*' | grep '^install ok installed ' | grep -qE {}", quote(&format!("[ ,]{}( |,|$)", ere_literal(pkg))));
             if sess.capture(&p, Kind::Short)?.0.code == 0 {
                 virtual_ones.push(pkg.clone());
             }
@@ -236,10 +243,23 @@ fn install_synthesised(
             )),
         }
     }
-    if !explicit.is_empty() {
-        apt_install(sess, out, &explicit.join(" "), lasting, Resolver::Quiet)?;
+    if explicit.is_empty() {
+        return Ok((0, String::new()));
     }
-    Ok(())
+    apt_install(sess, out, &explicit.join(" "), lasting, Resolver::Quiet)
+}
+
+/// `s` as an extended regular expression matching just `s` (package names
+/// hold `+` and `.`).
+fn ere_literal(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '.' | '+' | '*' | '?' | '(' | ')' | '[' | ']' | '{' | '}' | '|' | '^' | '$' | '\\' => {
+                format!("\\{c}")
+            }
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

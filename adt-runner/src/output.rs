@@ -204,10 +204,12 @@ impl Write for Stream<'_> {
         if let Some(f) = &mut self.file {
             f.write_all(buf)?;
         }
-        if !self.first_line.ends_with(b"\n") {
+        // Python's universal newlines, with which autopkgtest reads the
+        // first line: a line ends at \n or at \r (a progress bar's)
+        if !self.first_line.ends_with(b"\n") && !self.first_line.ends_with(b"\r") {
             let end = buf
                 .iter()
-                .position(|&b| b == b'\n')
+                .position(|&b| b == b'\n' || b == b'\r')
                 .map_or(buf.len(), |i| i + 1);
             self.first_line.extend_from_slice(&buf[..end]);
         }
@@ -269,5 +271,14 @@ mod tests {
         assert_eq!(s.first_line(), "first part continued");
         assert_eq!(s.written, 30);
         assert_eq!(fs::read(d.path().join("t-stderr")).unwrap().len(), 30);
+    }
+
+    #[test]
+    fn a_carriage_return_ends_the_first_line_as_in_python() {
+        let d = tempfile::tempdir().unwrap();
+        let o = Output::create(Some(d.path())).unwrap();
+        let mut s = o.stream(true, None);
+        s.write_all(b"progress 10%\rprogress 100%\n").unwrap();
+        assert_eq!(s.first_line(), "progress 10%");
     }
 }

@@ -68,7 +68,9 @@ pub fn run_test(
     let started = std::time::Instant::now();
     let exit = sess.run_test(&cmd, &mut so, &mut se)?;
     let timed_out = exit.timed_out
-        || (matches!(exit.code, 124 | 137) && started.elapsed().as_secs() >= sess.timeouts.test);
+        || (sess.timeouts.test > 0
+            && matches!(exit.code, 124 | 137)
+            && started.elapsed().as_secs() >= sess.timeouts.test);
     info("-----------------------]");
     info(" - - - - - - - - - - results - - - - - - - - - -");
     let facts = Facts {
@@ -145,8 +147,10 @@ fn test_command(
         t = tree.tb,
         a = artifacts,
     );
-    // As autopkgtest: only when the testbed has a normal user at all.
-    if test.has("needs-root") && !sess.user.is_empty() {
+    // As autopkgtest: its user is "" (exported, empty) on a testbed with
+    // root but no normal user, and unset only without root.
+    let has_user = !sess.user.is_empty() || sess.caps.contains("root-on-testbed");
+    if test.has("needs-root") && has_user {
         script += &format!(
             "export AUTOPKGTEST_NORMAL_USER={0}; export ADT_NORMAL_USER={0}; ",
             sess.user

@@ -48,14 +48,16 @@ impl Default for Timeouts {
 }
 
 impl Timeouts {
-    fn of(&self, kind: Kind) -> u64 {
-        match kind {
+    /// The limit for `kind`; 0 is none, as autopkgtest's `signal.alarm(0)`.
+    fn of(&self, kind: Kind) -> Option<u64> {
+        let secs = match kind {
             Kind::Short => self.short,
             Kind::Copy => self.copy,
             Kind::Install => self.install,
             Kind::Test => self.test,
             Kind::Build => self.build,
-        }
+        };
+        (secs > 0).then_some(secs)
     }
 }
 
@@ -85,15 +87,21 @@ done
 exit $rc
 "#;
 
-/// Creates an ordinary user: `test`, or a random name if taken.
+/// Creates an ordinary user as autopkgtest's create-normal-user does:
+/// `test`, or a random name if taken; with an argument (after a revert),
+/// that name again, made the same way.
 const CREATE_USER: &str = r#"set -eu
+create() {
+    if command -v adduser >/dev/null; then adduser --disabled-login --gecos 'Temporary autopkgtest user,,,' "$1" >/dev/null
+    else useradd --comment 'Temporary autopkgtest user' --create-home --expiredate '' --user-group "$1"; fi
+    echo "$1" > /run/autopkgtest-normal-user
+    echo "$1"
+}
+if [ $# = 1 ]; then create "$1"; exit 0; fi
 for i in $(seq 0 20); do
     if [ "$i" = 0 ]; then user=test; else user=$(basename "$(mktemp -u /tmp/test-XXXXXX)"); fi
     getent passwd "$user" >/dev/null && continue
-    if command -v adduser >/dev/null; then adduser --disabled-login --gecos 'Temporary autopkgtest user,,,' "$user" >/dev/null
-    else useradd --comment 'Temporary autopkgtest user' --create-home --expiredate '' --user-group "$user"; fi
-    echo "$user" > /run/autopkgtest-normal-user
-    echo "$user"; exit 0
+    create "$user"; exit 0
 done
 echo "cannot find a free user name" >&2; exit 1
 "#;
@@ -204,7 +212,9 @@ impl Session {
     fn setup_user(&mut self) -> Result<(), RunError> {
         let root = self.caps.contains("root-on-testbed");
         if self.created_user {
-            let script = format!("useradd --create-home --user-group {0} 2>/dev/null || true; echo {0} > /run/autopkgtest-normal-user", quote(&self.user));
+            // the same user again, made the same way (adduser: its
+            // groups, home mode, shell and GECOS as before the revert)
+            let script = format!("sh -euc {} sh {}", quote(CREATE_USER), quote(&self.user));
             self.check(&script)?;
         } else if root && self.user.is_empty() && self.caps.contains("revert-full-system") {
             let made = self.check(CREATE_USER)?;
@@ -276,10 +286,11 @@ impl Session {
         err: &mut dyn Write,
     ) -> Result<Exit, RunError> {
         let cmd = self.root_command(script, kind);
-        let exit = self
-            .tb
-            .ssh()
-            .run(&cmd, None, out, err, Some(self.timeouts.of(kind)))?;
+        let exit = auxverb(
+            self.tb
+                .ssh()
+                .run(&cmd, None, out, err, self.timeouts.of(kind))?,
+        )?;
         if exit.timed_out && kind != Kind::Test {
             return Err(RunError::Testbed(format!(
                 "timed out on command \"{script}\" (kind: {})",
@@ -337,7 +348,7 @@ impl Session {
         self.check(&format!("mkdir -p {}", quote(&parent)))?;
         self.tb
             .ssh()
-            .copy_down(host, tb, Some(self.timeouts.copy))?;
+            .copy_down(host, tb, self.timeouts.of(Kind::Copy))?;
         if !self.user.is_empty() {
             let chown = format!("chown -R {} -- {}", quote(&self.user), quote(tb));
             let (exit, _, _) = self.capture(&chown, Kind::Copy)?;
@@ -357,7 +368,7 @@ impl Session {
         Ok(self
             .tb
             .ssh()
-            .copy_up(tb, host, is_dir, Some(self.timeouts.copy))?)
+            .copy_up(tb, host, is_dir, self.timeouts.of(Kind::Copy))?)
     }
 
     /// Whether the testbed can revert (to the state it was opened in).
@@ -396,10 +407,8 @@ impl Session {
         out: &mut dyn Write,
         err: &mut dyn Write,
     ) -> Result<Exit, RunError> {
-        Ok(self
-            .tb
-            .ssh()
-            .run(cmd, None, out, err, Some(self.timeouts.test + TEST_GRACE))?)
+        let limit = self.timeouts.of(Kind::Test).map(|t| t + TEST_GRACE);
+        auxverb(self.tb.ssh().run(cmd, None, out, err, limit)?)
     }
 
     /// Runs `script` as root with output shown live (install and build
@@ -427,6 +436,23 @@ impl Session {
     }
 }
 
+/// The exit codes autopkgtest's ssh testbed gives a command: 254 is its
+/// "auxverb failed", a testbed failure; 255 (ssh's own failure) is
+/// rewritten to 253 by autopkgtest-virt-ssh, so a command's own 255 reads
+/// as 253.
+fn auxverb(mut exit: Exit) -> Result<Exit, RunError> {
+    match exit.code {
+        254 => Err(RunError::Testbed(
+            "testbed auxverb failed with exit code 254".into(),
+        )),
+        255 => {
+            exit.code = 253;
+            Ok(exit)
+        }
+        _ => Ok(exit),
+    }
+}
+
 fn cpu_field(lines: &[&str], names: &[&str]) -> Option<String> {
     lines.iter().find_map(|l| {
         let (k, v) = l.split_once(':')?;
@@ -435,4 +461,33 @@ fn cpu_field(lines: &[&str], names: &[&str]) -> Option<String> {
             .any(|n| k.trim().eq_ignore_ascii_case(n))
             .then(|| v.trim().to_string())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_254_is_a_testbed_failure_and_255_reads_as_253() {
+        let exit = |code| Exit {
+            code,
+            timed_out: false,
+        };
+        let e = auxverb(exit(254)).unwrap_err();
+        assert!(
+            matches!(&e, RunError::Testbed(m) if m == "testbed auxverb failed with exit code 254")
+        );
+        assert_eq!(auxverb(exit(255)).unwrap().code, 253);
+        assert_eq!(auxverb(exit(1)).unwrap().code, 1);
+    }
+
+    #[test]
+    fn a_zero_timeout_is_no_limit() {
+        let t = Timeouts {
+            test: 0,
+            ..Timeouts::default()
+        };
+        assert_eq!(t.of(Kind::Test), None);
+        assert_eq!(t.of(Kind::Short), Some(100));
+    }
 }
