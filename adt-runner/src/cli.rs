@@ -88,8 +88,9 @@ pub struct RunArgs {
     #[arg(long, short = 'B')]
     pub no_built_binaries: bool,
     /// A binary package the tests' `@` installs instead of the archive's
-    /// (autopkgtest's .deb argument; repeatable), e.g. with -B for a tree
-    /// the testbed cannot build.
+    /// (autopkgtest's .deb argument; repeatable). Implies -B, as in
+    /// autopkgtest: the tree or .dsc is then built only for build-needed
+    /// tests.
     #[arg(long = "binary", value_name = "DEB")]
     pub binaries: Vec<PathBuf>,
     /// Parallel jobs for builds and DEB_BUILD_OPTIONS (default: nproc).
@@ -187,7 +188,8 @@ fn run(args: &RunArgs, command_line: String) -> i32 {
         only_tests: args.only_tests.clone(),
         skip_tests: args.skip_tests.clone(),
         timeouts: args.timeouts(),
-        built_binaries: !args.no_built_binaries,
+        // as autopkgtest: given .debs imply -B
+        built_binaries: !args.no_built_binaries && args.binaries.is_empty(),
         extra_binaries: args.binaries.clone(),
         build_parallel: args.build_parallel.clone(),
         command_line,

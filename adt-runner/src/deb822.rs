@@ -2,6 +2,15 @@
 //! the way autopkgtest reads them: `#` comments dropped, continuation lines
 //! joined, field names compared case-insensitively.
 //!
+//! One deliberate difference: python-debian, which autopkgtest uses, reads
+//! on past what is not deb822 (a duplicate field keeps its last value; a
+//! line without a colon, a leading continuation line, a field name with a
+//! blank are ignored or end the file). Here each is a syntax error naming
+//! the file, stanza and line, and the package is erroneous (exit 12), as a
+//! malformed control file must be: such a file is a packaging bug, and a
+//! test that silently does not run (or runs with the wrong Depends) is
+//! worse than an error.
+//!
 //! Not for: the meaning of any field; that is `dep8` (test stanzas) and
 //! `deps` (dependency fields).
 

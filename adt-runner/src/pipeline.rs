@@ -175,7 +175,9 @@ impl Run<'_> {
         self.blamed.push(src.arg());
         self.take_given_binaries()?;
         sess.reset(&[], self.out)?;
-        let built_binaries = self.req.built_binaries && !matches!(src, Source::Apt(_));
+        let built_tree = src.is_built_tree();
+        let built_binaries =
+            self.req.built_binaries && !matches!(src, Source::Apt(_)) && !built_tree;
         // Like autopkgtest, a tree or .dsc is built for its binaries unless
         // -B: even when no test installs them, a build that fails makes the
         // package erroneous. A tree is unpacked on the host (when it has
@@ -202,6 +204,8 @@ impl Run<'_> {
         let build_needed = if built_binaries {
             self.out.info("build needed for binaries");
             true
+        } else if built_tree {
+            false
         } else {
             self.build_needed_for_tests(sess, &unpacked)?
         };
@@ -214,7 +218,14 @@ impl Run<'_> {
             }
             sess.needs_reset();
             let stanza = self.build_stanza(sess, &unpacked)?;
-            source::build(sess, self.out, &unpacked, stanza.as_ref(), &self.req.env)?;
+            source::build(
+                sess,
+                self.out,
+                &unpacked,
+                stanza.as_ref(),
+                &self.req.env,
+                self.req.build_parallel.as_deref(),
+            )?;
         }
         let host_tree = self.work.path().join("tests-tree");
         sess.copy_up(&unpacked.dir, &host_tree, true)?;

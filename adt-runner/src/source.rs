@@ -47,8 +47,16 @@ impl Source {
         match self {
             Source::Apt(_) => "apt-source",
             Source::Dsc(_) => "source",
+            Source::Tree(_) if self.is_built_tree() => "built-tree",
             Source::Tree(_) => "unbuilt-tree",
         }
+    }
+
+    /// A tree with debian/files, which autopkgtest takes as already built:
+    /// it tests the tree as it is and never builds it, not even for a
+    /// build-needed test.
+    pub fn is_built_tree(&self) -> bool {
+        matches!(self, Source::Tree(dir) if dir.join("debian/files").exists())
     }
 
     /// The argument as given.
@@ -315,6 +323,7 @@ pub fn build(
     unpacked: &Unpacked,
     source_stanza: Option<&deb822::Stanza>,
     env: &[String],
+    build_parallel: Option<&str>,
 ) -> Result<(), RunError> {
     let field = |f: &str| {
         source_stanza
@@ -340,7 +349,11 @@ pub fn build(
         apt::Lasting::Kept
     };
     apt::satisfy(sess, out, &deps, &[], lasting)?;
-    let nproc = sess.machine.nproc.clone().unwrap_or_else(|| "1".into());
+    // autopkgtest's `opts.build_parallel or testbed.nproc`
+    let nproc = build_parallel
+        .map(String::from)
+        .or_else(|| sess.machine.nproc.clone())
+        .unwrap_or_else(|| "1".into());
     let exports: String = env
         .iter()
         .map(|e| format!("export {}; ", quote(e)))

@@ -362,18 +362,19 @@ fn a_given_binary_is_what_depends_at_installs_without_a_build() {
     let debs = tempfile::tempdir().unwrap();
     let deb = build_on_host("depends-at", debs.path());
     let bed = Bed::start();
-    // -B: the tree is not built, so only the given .deb can satisfy `@`
-    // (the archive has no adt-fixture-depends-at).
+    // --binary implies -B, as in autopkgtest: the tree is not built, so
+    // only the given .deb can satisfy `@` (the archive has no
+    // adt-fixture-depends-at).
     let ran = run(
         &bed,
         &fixture("depends-at"),
-        &["-B", "--binary", deb.to_str().unwrap()],
+        &["--binary", deb.to_str().unwrap()],
     );
     assert_eq!(ran.code, 0, "{}\n{}", ran.summary(), ran.stderr);
     assert_eq!(ran.verdict("binary-installed").as_deref(), Some("PASS"));
     assert!(
         !ran.file("log").contains("build needed for binaries"),
-        "the tree was built although -B was given"
+        "the tree was built although a .deb was given (which implies -B)"
     );
     assert!(ran
         .out
