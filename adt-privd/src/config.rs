@@ -6,7 +6,7 @@
 //! same types the daemon reads (one definition of the format).
 //! Not for: runtime state (see `engine`) or the ledger.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -197,6 +197,16 @@ impl Config {
                      and leave room for the \"adt-\" prefix and slot number"
                 ));
             }
+            // LVM names its dm devices VG-LV with each dash of VG and LV
+            // doubled: with a volume group "adt", LV "x-0" is dm device
+            // "adt-x--0", which image "x-" would also name. A single dash
+            // between parts never collides.
+            if name.contains("--") || name.ends_with('-') {
+                return Err(format!(
+                    "[images.{name}]: an image name must not end with \"-\" nor hold \"--\": \
+                     its testbeds' device names could then be an LVM volume's"
+                ));
+            }
             if image.slots.is_empty() {
                 return Err(format!(
                     "[images.{name}]: no slots: add [[images.{name}.slots]]"
@@ -220,10 +230,32 @@ impl Config {
                     return Err(format!("{at}: address is empty"));
                 }
             }
-            let mut cows: Vec<_> = image.slots.iter().map(|s| &s.cow).collect();
-            cows.sort();
-            if cows.windows(2).any(|w| w[0] == w[1]) {
-                return Err(format!("[images.{name}]: two slots share a cow volume"));
+        }
+        self.check_volumes_are_not_shared()
+    }
+
+    /// No cow volume may be another slot's (of any image) nor any image's
+    /// origin: a snapshot would write into it. Paths are compared once
+    /// symlinks are resolved (/dev/VG/LV and /dev/mapper/VG-LV are the
+    /// same device), where they exist.
+    fn check_volumes_are_not_shared(&self) -> Result<(), String> {
+        let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        let mut seen: HashMap<PathBuf, String> = HashMap::new();
+        for (name, image) in &self.images {
+            seen.entry(real(&image.origin))
+                .or_insert_with(|| format!("the origin of [images.{name}]"));
+        }
+        for (name, image) in &self.images {
+            for (i, slot) in image.slots.iter().enumerate() {
+                let at = format!("[[images.{name}.slots]] #{i}");
+                let key = real(&slot.cow);
+                if let Some(other) = seen.get(&key) {
+                    return Err(format!(
+                        "{at}: cow {} is also {other}; every slot needs a cow volume of its own",
+                        slot.cow.display()
+                    ));
+                }
+                seen.insert(key, format!("the cow of {at}"));
             }
         }
         Ok(())
@@ -291,6 +323,65 @@ mod tests {
         assert_eq!(back.images["bookworm"].slots[1].address, "10.99.0.11");
         assert_eq!(back.limits.remove_retries, c.limits.remove_retries);
         assert_eq!(back.tools.dmsetup, c.tools.dmsetup);
+    }
+
+    const SLOT: &str = "checkpoint=\"/c\"\ndomain_config=\"/d\"\naddress=\"a\"\n";
+
+    #[test]
+    fn volumes_shared_between_images_are_refused() {
+        let e = parse(&format!(
+            "[images.a]\norigin = \"/dev/x\"\n[[images.a.slots]]\ncow=\"/dev/c\"\n{SLOT}\
+             [images.b]\norigin = \"/dev/y\"\n[[images.b.slots]]\ncow=\"/dev/x\"\n{SLOT}"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("[[images.b.slots]] #0: cow /dev/x is also the origin of [images.a]"),
+            "{e}"
+        );
+        let e = parse(&format!(
+            "[images.a]\norigin = \"/dev/x\"\n[[images.a.slots]]\ncow=\"/dev/c\"\n{SLOT}\
+             [images.b]\norigin = \"/dev/y\"\n[[images.b.slots]]\ncow=\"/dev/c\"\n{SLOT}"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("is also the cow of [[images.a.slots]] #0"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_same_volume_through_a_symlink_is_the_same() {
+        let d = tempfile::tempdir().unwrap();
+        let cow = d.path().join("cow");
+        std::fs::write(&cow, "").unwrap();
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&cow, &link).unwrap();
+        let e = parse(&format!(
+            "[images.a]\norigin = \"/dev/x\"\n[[images.a.slots]]\ncow=\"{}\"\n{SLOT}\
+             [[images.a.slots]]\ncow=\"{}\"\n{SLOT}",
+            cow.display(),
+            link.display()
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("is also the cow of [[images.a.slots]] #0"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn image_names_that_could_be_lvm_device_names_are_refused() {
+        for bad in ["x-", "a--b"] {
+            let e = parse(&format!(
+                "[images.\"{bad}\"]\norigin = \"/dev/x\"\n[[images.\"{bad}\".slots]]\ncow=\"/dev/c\"\n{SLOT}"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("must not end with"), "{bad}: {e}");
+        }
     }
 
     #[test]
