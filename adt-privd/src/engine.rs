@@ -7,7 +7,7 @@
 //! runs; every teardown is idempotent; a failed resume leaves nothing.
 //! Not for: D-Bus or polkit (see `service`), running tools (see `host`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -88,6 +88,10 @@ pub struct Engine<H: Host> {
     config: Config,
     ledger: Ledger,
     testbeds: Mutex<BTreeMap<String, Entry>>,
+    /// Testbeds whose owner went away but whose teardown failed (a device
+    /// briefly busy, a tool timing out): `retry_orphans` tries again, so
+    /// they do not wait for a restart.
+    orphans: Mutex<BTreeSet<String>>,
     /// Set, under the table lock, when the shutdown teardown starts: no
     /// testbed is created after it, so none outlives the daemon.
     closing: AtomicBool,
@@ -111,6 +115,7 @@ impl<H: Host> Engine<H> {
             config,
             ledger,
             testbeds: Mutex::new(BTreeMap::new()),
+            orphans: Mutex::new(BTreeSet::new()),
             closing: AtomicBool::new(false),
         }
     }
@@ -481,13 +486,37 @@ impl<H: Host> Engine<H> {
         match self.teardown_resources(&record).await {
             Ok(()) => {
                 self.table().remove(name);
+                self.orphans().remove(name);
                 let seconds = started.elapsed().as_secs_f64();
                 tracing::info!(testbed = name, seconds, "torn down");
             }
             Err(e) => {
-                tracing::error!(testbed = name, error = %e, "teardown failed; the ledger keeps it")
+                // Its owner is gone (or the daemon is stopping): nobody
+                // else will ask again, so retry_orphans will.
+                self.orphans().insert(name.to_string());
+                tracing::error!(testbed = name, error = %e, "teardown failed; the ledger keeps it, and it is retried")
             }
         }
+    }
+
+    fn orphans(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.orphans.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tries again to tear down every testbed whose owner went away and
+    /// whose teardown failed; the daemon calls this every few seconds.
+    /// Returns how many are still left.
+    pub async fn retry_orphans(&self) -> usize {
+        let names: Vec<String> = self.orphans().iter().cloned().collect();
+        for name in names {
+            if !self.table().contains_key(&name) {
+                self.orphans().remove(&name);
+                continue;
+            }
+            tracing::info!(testbed = %name, "retrying the teardown of a testbed whose owner left");
+            self.teardown_by_name(&name, None).await;
+        }
+        self.orphans().len()
     }
 
     /// Read-only view: (name, image, state, address, owner uid).

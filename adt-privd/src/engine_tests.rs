@@ -16,6 +16,8 @@ struct Sim {
     fail_restore: Mutex<bool>,
     fail_xl: Mutex<bool>,
     fail_dm_create: Mutex<bool>,
+    /// `dmsetup remove` fails (a busy device) while set.
+    fail_dm_remove: Mutex<bool>,
     /// When set, `xl restore` waits for a permit: a call held in flight.
     restore_gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
     /// The engine's ledger directory: each creating call records whether
@@ -69,6 +71,9 @@ impl Host for Arc<Sim> {
     }
     async fn dm_remove(&self, name: &str) -> HostResult<()> {
         self.log(format!("dm remove {name}"));
+        if *self.fail_dm_remove.lock().unwrap() {
+            return Err(Sim::fail("dmsetup remove (busy)"));
+        }
         self.dm.lock().unwrap().remove(name);
         Ok(())
     }
@@ -352,6 +357,24 @@ async fn a_disconnected_owner_loses_only_its_own_testbeds() {
         vec![b]
     );
     assert!(f.sim.xl.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_teardown_after_the_owner_left_is_retried() {
+    let f = fixture(2, 4);
+    let a = f.engine.create_snapshot(&alice(), "img").await.unwrap();
+    *f.sim.fail_dm_remove.lock().unwrap() = true;
+    f.engine.teardown_owner(":1.10").await;
+    // The device was busy: the testbed stays, held by nobody.
+    assert_eq!(f.engine.list().len(), 1);
+    assert_eq!(f.engine.retry_orphans().await, 1, "still busy");
+    *f.sim.fail_dm_remove.lock().unwrap() = false;
+    assert_eq!(f.engine.retry_orphans().await, 0);
+    assert!(f.engine.list().is_empty());
+    assert!(!f.sim.dm.lock().unwrap().contains(&a));
+    assert!(f.engine.ledger.names().unwrap().is_empty());
+    // The slot and the uid's quota are free again.
+    assert_eq!(f.engine.create_snapshot(&alice(), "img").await.unwrap(), a);
 }
 
 #[tokio::test]

@@ -136,6 +136,19 @@ async fn serve(config: Config, bus: Option<String>) -> Result<(), String> {
     );
 
     let watcher = tokio::spawn(service::watch_disconnections(changes, engine.clone()));
+    // A teardown that failed after its owner left (a device briefly busy)
+    // is tried again every few seconds, not left until the next start.
+    let retry = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                engine.retry_orphans().await;
+            }
+        })
+    };
     // A lost bus is a failure: exit non-zero after the teardown, so that
     // systemd (Restart=on-failure) starts the daemon again.
     let outcome = tokio::select! {
@@ -152,6 +165,7 @@ async fn serve(config: Config, bus: Option<String>) -> Result<(), String> {
         }
     };
     // Stop taking calls first, then tear down what exists.
+    retry.abort();
     let _ = conn.release_name(BUS_NAME).await;
     engine.teardown_all().await;
     tracing::info!("all testbeds torn down; exiting");
