@@ -546,9 +546,20 @@ impl<H: Host> Engine<H> {
             tracing::error!(error = %e, "cannot read the ledger");
             Vec::new()
         });
+        // From the tools, only the names of configured slots: privd makes
+        // no other, and an adt-* device or domain named otherwise (an
+        // LVM volume in a group named adt, a domain started by hand) is
+        // not its to remove. What it made under an image since removed
+        // from the configuration is in the ledger.
+        let ours: BTreeSet<String> = self
+            .config
+            .images
+            .iter()
+            .flat_map(|(image, c)| (0..c.slots.len()).map(move |i| resource_name(image, i)))
+            .collect();
         for listed in [self.host.xl_list().await, self.host.dm_list().await] {
             match listed {
-                Ok(found) => names.extend(found),
+                Ok(found) => names.extend(found.into_iter().filter(|n| ours.contains(n))),
                 Err(e) => tracing::error!(error = %e, "cannot list existing resources"),
             }
         }

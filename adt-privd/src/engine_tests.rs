@@ -380,12 +380,15 @@ async fn a_failed_teardown_after_the_owner_left_is_retried() {
 #[tokio::test]
 async fn reconcile_tears_down_leftovers_from_tools_and_ledger() {
     let f = fixture(2, 4);
-    f.sim
-        .dm
-        .lock()
-        .unwrap()
-        .extend(["adt-img-0".to_string(), "other-dev".to_string()]);
+    f.sim.dm.lock().unwrap().extend([
+        "adt-img-0".to_string(),
+        "other-dev".to_string(),
+        // not a configured slot's name: an LVM snapshot in a volume
+        // group named adt, say
+        "adt-snap".to_string(),
+    ]);
     f.sim.xl.lock().unwrap().insert("adt-img-0".into());
+    f.sim.xl.lock().unwrap().insert("adt-by-hand".into());
     f.engine
         .ledger
         .write(&Record {
@@ -401,9 +404,12 @@ async fn reconcile_tears_down_leftovers_from_tools_and_ledger() {
     assert!(f.engine.reconcile().await.is_empty());
     assert_eq!(
         f.sim.dm.lock().unwrap().iter().cloned().collect::<Vec<_>>(),
-        vec!["other-dev"]
+        vec!["adt-snap", "other-dev"]
     );
-    assert!(f.sim.xl.lock().unwrap().is_empty());
+    assert_eq!(
+        f.sim.xl.lock().unwrap().iter().cloned().collect::<Vec<_>>(),
+        vec!["adt-by-hand"]
+    );
     assert!(f.engine.ledger.names().unwrap().is_empty());
 }
 

@@ -181,7 +181,9 @@ impl Host for Tools {
                     Ok(_) => return Ok(()),
                     Err(e) => e,
                 };
-            if !self.dm_list().await?.iter().any(|n| n == name) {
+            // gone whatever its target: a device without a table (dmsetup
+            // killed mid-create) is not in `dmsetup ls --target snapshot`
+            if !self.dm_exists(name).await? {
                 return Ok(());
             }
             if attempt >= self.remove_retries {
