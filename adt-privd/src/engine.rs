@@ -462,9 +462,9 @@ impl<H: Host> Engine<H> {
             self.closing.store(true, Ordering::SeqCst);
             table.keys().cloned().collect()
         };
-        for name in names {
-            self.teardown_by_name(&name, None).await;
-        }
+        // All at once (each testbed has its own lock): one stuck testbed
+        // must not hold the others past systemd's stop timeout.
+        futures_util::future::join_all(names.iter().map(|n| self.teardown_by_name(n, None))).await;
     }
 
     /// Tear down `name` once the call in flight on it is done; with

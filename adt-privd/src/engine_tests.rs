@@ -20,6 +20,8 @@ struct Sim {
     fail_dm_remove: Mutex<bool>,
     /// When set, `xl restore` waits for a permit: a call held in flight.
     restore_gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
+    /// `xl destroy` of this domain waits for a permit of the gate.
+    destroy_gate: Mutex<Option<(String, Arc<tokio::sync::Semaphore>)>>,
     /// The engine's ledger directory: each creating call records whether
     /// the ledger already held the testbed, and in which state.
     ledger_dir: Mutex<Option<std::path::PathBuf>>,
@@ -106,6 +108,12 @@ impl Host for Arc<Sim> {
     }
     async fn xl_destroy(&self, name: &str) -> HostResult<()> {
         self.log(format!("xl destroy {name}"));
+        let gate = self.destroy_gate.lock().unwrap().clone();
+        if let Some((held, gate)) = gate {
+            if held == name {
+                gate.acquire().await.unwrap().forget();
+            }
+        }
         if *self.fail_xl.lock().unwrap() {
             return Err(Sim::fail("xl destroy"));
         }
@@ -375,6 +383,33 @@ async fn a_failed_teardown_after_the_owner_left_is_retried() {
     assert!(f.engine.ledger.names().unwrap().is_empty());
     // The slot and the uid's quota are free again.
     assert_eq!(f.engine.create_snapshot(&alice(), "img").await.unwrap(), a);
+}
+
+#[tokio::test]
+async fn shutdown_tears_testbeds_down_side_by_side() {
+    let f = fixture(2, 4);
+    let a = f.engine.create_snapshot(&alice(), "img").await.unwrap();
+    f.engine.resume_domain(&alice(), &a).await.unwrap();
+    let b = f.engine.create_snapshot(&bob(), "img").await.unwrap();
+    f.engine.resume_domain(&bob(), &b).await.unwrap();
+    // a's xl destroy hangs; b must go meanwhile.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    *f.sim.destroy_gate.lock().unwrap() = Some((a.clone(), gate.clone()));
+    let engine = f.engine.clone();
+    let all = tokio::spawn(async move { engine.teardown_all().await });
+    let mut b_gone = false;
+    for _ in 0..1000 {
+        if !f.engine.list().iter().any(|t| t.0 == b) {
+            b_gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    assert!(b_gone, "b waited for a's stuck teardown");
+    assert!(f.engine.list().iter().any(|t| t.0 == a));
+    gate.add_permits(1);
+    all.await.unwrap();
+    assert!(f.engine.list().is_empty());
 }
 
 #[tokio::test]
