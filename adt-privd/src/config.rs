@@ -327,24 +327,25 @@ mod tests {
 
     const SLOT: &str = "checkpoint=\"/c\"\ndomain_config=\"/d\"\naddress=\"a\"\n";
 
-    #[test]
-    fn volumes_shared_between_images_are_refused() {
-        let e = parse(&format!(
+    /// The error for images a (origin /dev/x, cow /dev/c) and b (origin
+    /// /dev/y, cow `cow_b`).
+    fn two_images_error(cow_b: &str) -> String {
+        parse(&format!(
             "[images.a]\norigin = \"/dev/x\"\n[[images.a.slots]]\ncow=\"/dev/c\"\n{SLOT}\
-             [images.b]\norigin = \"/dev/y\"\n[[images.b.slots]]\ncow=\"/dev/x\"\n{SLOT}"
+             [images.b]\norigin = \"/dev/y\"\n[[images.b.slots]]\ncow=\"{cow_b}\"\n{SLOT}"
         ))
         .unwrap_err()
-        .to_string();
+        .to_string()
+    }
+
+    #[test]
+    fn volumes_shared_between_images_are_refused() {
+        let e = two_images_error("/dev/x");
         assert!(
             e.contains("[[images.b.slots]] #0: cow /dev/x is also the origin of [images.a]"),
             "{e}"
         );
-        let e = parse(&format!(
-            "[images.a]\norigin = \"/dev/x\"\n[[images.a.slots]]\ncow=\"/dev/c\"\n{SLOT}\
-             [images.b]\norigin = \"/dev/y\"\n[[images.b.slots]]\ncow=\"/dev/c\"\n{SLOT}"
-        ))
-        .unwrap_err()
-        .to_string();
+        let e = two_images_error("/dev/c");
         assert!(
             e.contains("is also the cow of [[images.a.slots]] #0"),
             "{e}"
