@@ -87,6 +87,10 @@ pub struct RunArgs {
     /// Do not build a .dsc or tree just to use its binaries (autopkgtest -B).
     #[arg(long, short = 'B')]
     pub no_built_binaries: bool,
+    /// Do not let autodep8 generate tests, even if it is installed
+    /// (autopkgtest's --no-auto-control).
+    #[arg(long)]
+    pub no_auto_control: bool,
     /// A binary package the tests' `@` installs instead of the archive's
     /// (autopkgtest's .deb argument; repeatable). Implies -B, as in
     /// autopkgtest: the tree or .dsc is then built only for build-needed
@@ -191,6 +195,7 @@ fn run(args: &RunArgs, command_line: String) -> i32 {
         // as autopkgtest: given .debs imply -B
         built_binaries: !args.no_built_binaries && args.binaries.is_empty(),
         extra_binaries: args.binaries.clone(),
+        auto_control: !args.no_auto_control,
         build_parallel: args.build_parallel.clone(),
         command_line,
     };

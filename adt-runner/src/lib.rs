@@ -5,11 +5,12 @@
 //!
 //! The modules follow the pipeline: `cli` → `pipeline` → `testbed`/`xen`
 //! (life cycle) and `ssh` (transport) → `session` (the opened testbed) →
-//! `source` (fetch, unpack, build) → `deb822`/`dep8`/`deps` (control data)
+//! `source` (fetch, unpack, build) → `deb822`/`dep8`/`autodep8`/`deps` (control data)
 //! → `apt`/`binaries` (installation) → `run` (one test) → `verdict` →
 //! `output`.
 
 pub mod apt;
+pub mod autodep8;
 pub mod binaries;
 pub mod cli;
 pub mod deb822;

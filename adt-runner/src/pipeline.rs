@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::apt;
+use crate::autodep8;
 use crate::binaries::Binaries;
 use crate::deb822::Stanza;
 use crate::dep8::{self, InvalidControl, Parsed, SourceControl, Test};
@@ -41,6 +42,8 @@ pub struct Request {
     pub skip_tests: Vec<String>,
     pub timeouts: Timeouts,
     pub built_binaries: bool,
+    /// Whether autodep8 may generate tests (not `--no-auto-control`).
+    pub auto_control: bool,
     /// Given .debs, published like built ones (`--binary`).
     pub extra_binaries: Vec<PathBuf>,
     pub build_parallel: Option<String>,
@@ -323,22 +326,43 @@ impl Run<'_> {
         let control = read("debian/control")
             .map_err(|e| RunError::BadPkg(format!("cannot read debian/control: {e}")))?;
         let sc = SourceControl::parse("debian/control", &control).map_err(badpkg)?;
-        // No file: no tests. A file that cannot be read (not UTF-8, a
-        // directory) is an error that names it, not "no tests".
-        let text = match read("debian/tests/control") {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Parsed::default()),
+        // No file: no tests, unless autodep8 makes some. A file that cannot
+        // be read (not UTF-8, a directory) is an error that names it, not
+        // "no tests".
+        let own = match read("debian/tests/control") {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {
                 return Err(RunError::BadPkg(format!(
                     "cannot read debian/tests/control: {e}"
                 )))
             }
         };
+        let testsuite = sc.source.as_ref().and_then(|s| s.get("Testsuite"));
+        let generated = if self.req.auto_control && autodep8::wanted(own.is_some(), testsuite) {
+            match autodep8::generate("autodep8", root).map_err(RunError::Error)? {
+                Ok(text) => {
+                    tracing::debug!("autodep8 generated control: -----\n{text}\n-------");
+                    Some(text)
+                }
+                Err(why) => {
+                    tracing::debug!("{why}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let (file, text) = match (generated, own) {
+            (Some(text), _) => (autodep8::ORIGIN, text),
+            (None, Some(text)) => ("debian/tests/control", text),
+            (None, None) => return Ok(Parsed::default()),
+        };
         let tb = dep8::Testbed {
             arch: sess.machine.arch.clone(),
             caps: sess.caps.clone(),
         };
-        let parsed = dep8::parse("debian/tests/control", &text, &sc, &tb, only).map_err(badpkg)?;
+        let parsed = dep8::parse(file, &text, &sc, &tb, only).map_err(badpkg)?;
         for s in &parsed.skipped {
             self.out.report(&s.name, &format!("SKIP {}", s.reason));
         }
