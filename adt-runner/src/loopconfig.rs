@@ -294,6 +294,7 @@ impl Config {
             results: self.results.clone(),
             fair_every: self.fair_every,
             history: self.history_path(),
+            autodep8: crate::autodep8::installed(),
         }
     }
 

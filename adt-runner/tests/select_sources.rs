@@ -18,24 +18,28 @@ fn selector(kind: Kind, sources: &Path, dir: &Path) -> Selector {
         sources: Some(sources.to_path_buf()),
         state: dir.join("state/selector.json"),
         results: dir.to_path_buf(),
+        autodep8: false,
         fair_every: 0,
         history: dir.join("history.sqlite"),
     }
 }
 
 /// Source names whose Testsuite lists `autopkgtest` (their own
-/// debian/tests/control, not autodep8's `autopkgtest-pkg-*` alone) in the
-/// highest version the index lists, read independently of the parser
+/// debian/tests/control) or, with `autodep8`, an `autopkgtest-pkg-*`, in
+/// the highest version the index lists, read independently of the parser
 /// under test: stanzas split on blank lines, fields matched by prefix.
-fn testable_names(text: &str) -> BTreeSet<String> {
+fn testable_names(text: &str, autodep8: bool) -> BTreeSet<String> {
     let mut newest: std::collections::BTreeMap<&str, (&str, bool)> = Default::default();
     for stanza in text.split("\n\n") {
         let field = |f: &str| stanza.lines().find_map(|l| l.strip_prefix(f));
         let (Some(name), Some(version)) = (field("Package: "), field("Version: ")) else {
             continue;
         };
-        let tested =
-            field("Testsuite:").is_some_and(|v| v.split(',').any(|t| t.trim() == "autopkgtest"));
+        let tested = field("Testsuite:").is_some_and(|v| {
+            v.split(',').any(|t| {
+                t.trim() == "autopkgtest" || (autodep8 && t.trim().starts_with("autopkgtest-pkg-"))
+            })
+        });
         let e = newest.entry(name).or_insert((version, tested));
         if compare_versions(version, e.0) == std::cmp::Ordering::Greater {
             *e = (version, tested);
@@ -52,7 +56,7 @@ fn testable_names(text: &str) -> BTreeSet<String> {
 fn round_robin_goes_alphabetically_wraps_around_and_survives_a_restart() {
     let path = common::bookworm_sources();
     let text = std::fs::read_to_string(&path).unwrap();
-    let names: Vec<String> = testable_names(&text).into_iter().collect();
+    let names: Vec<String> = testable_names(&text, false).into_iter().collect();
     let idx = Index::read(&path).unwrap();
     assert_eq!(idx.stanzas, text.matches("\nPackage: ").count() + 1);
     assert_eq!(idx.testable().count(), names.len());
@@ -93,6 +97,43 @@ fn round_robin_goes_alphabetically_wraps_around_and_survives_a_restart() {
     let p = restarted.next(false).unwrap().unwrap();
     assert_eq!(p.request.source, names[0], "wraps around");
     assert!(p.why.contains("wrapped around"), "{}", p.why);
+}
+
+#[test]
+fn round_robin_takes_autodep8_sources_where_autodep8_generates_their_tests() {
+    let path = common::bookworm_sources();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let own = testable_names(&text, false);
+    let all = testable_names(&text, true);
+    let generated: Vec<&String> = all.difference(&own).collect();
+    assert!(
+        generated.len() > 1_000,
+        "bookworm has thousands of sources tested only through autodep8: {}",
+        generated.len()
+    );
+    let mut idx = Index::read(&path).unwrap();
+    idx.autodep8 = true;
+    assert_eq!(idx.testable().count(), all.len());
+    // The first such source in alphabetical order is picked after the
+    // source before it, with autodep8 and only then.
+    let src = generated[0];
+    let before = all.range(..src.clone()).next_back().unwrap().clone();
+    let d = tempfile::tempdir().unwrap();
+    State {
+        last: Some(before.clone()),
+        picks: 0,
+    }
+    .save(&d.path().join("state/selector.json"))
+    .unwrap();
+    let with = Selector {
+        autodep8: true,
+        ..selector(Kind::RoundRobin, &path, d.path())
+    };
+    assert_eq!(&with.next(false).unwrap().unwrap().request.source, src);
+    let without = selector(Kind::RoundRobin, &path, d.path());
+    let p = without.next(false).unwrap().unwrap();
+    assert_ne!(&p.request.source, src, "{}", p.why);
+    assert!(own.contains(&p.request.source), "{}", p.why);
 }
 
 /// A history where every testable source ran once, seeing the archive as
@@ -207,7 +248,7 @@ fn changed_first_picks_a_source_whose_dependency_was_bumped() {
     let (dep, old) = idx
         .dependency_versions(gzip)
         .into_iter()
-        .find(|(d, _)| !idx.sources[d].has_tests())
+        .find(|(d, _)| !idx.sources[d].has_tests(idx.autodep8))
         .expect("gzip has a build or test dependency built by an untested source");
     let d = tempfile::tempdir().unwrap();
     history_of_everything(&idx, &d.path().join("history.sqlite"), "gzip");
@@ -251,7 +292,9 @@ fn changed_first_picks_a_source_whose_dependency_was_bumped() {
 #[test]
 fn adt_runner_next_prints_the_pick_and_why_without_committing() {
     let path = common::bookworm_sources();
-    let first = testable_names(&std::fs::read_to_string(&path).unwrap())
+    // `adt-runner next` counts autodep8's sources where the host has it.
+    let autodep8 = adt_runner::autodep8::installed();
+    let first = testable_names(&std::fs::read_to_string(&path).unwrap(), autodep8)
         .into_iter()
         .next()
         .unwrap();
@@ -282,7 +325,11 @@ fn adt_runner_next_prints_the_pick_and_why_without_committing() {
         out,
         format!(
             "{first}\nwhy: round-robin: first in alphabetical order (1 of {} sources with tests)\n",
-            Index::read(&path).unwrap().testable().count()
+            {
+                let mut idx = Index::read(&path).unwrap();
+                idx.autodep8 = autodep8;
+                idx.testable().count()
+            }
         )
     );
     assert_eq!(next().1, out, "next commits nothing");

@@ -174,6 +174,9 @@ pub struct Selector {
     pub fair_every: u64,
     /// History database (for `changed-first`).
     pub history: PathBuf,
+    /// Whether sources with only autodep8's `autopkgtest-pkg-*` have tests
+    /// (the host has autodep8, which the runner then uses).
+    pub autodep8: bool,
 }
 
 /// The persisted cursor of the built-ins.
@@ -240,7 +243,9 @@ impl Selector {
                 self.kind.name()
             )
         })?;
-        Index::read(path)
+        let mut idx = Index::read(path)?;
+        idx.autodep8 = self.autodep8;
+        Ok(idx)
     }
 
     /// The next pick, without committing it. `Ok(None)`: nothing to do.

@@ -27,12 +27,16 @@ pub struct SourcePkg {
 }
 
 impl SourcePkg {
-    /// Whether the source has its own DEP-8 tests: `autopkgtest` in its
-    /// Testsuite (dpkg-source puts it there for a debian/tests/control).
-    /// `autopkgtest-pkg-*` alone means tests autodep8 would generate,
-    /// which the runner does not: such a source would only say "no tests".
-    pub fn has_tests(&self) -> bool {
-        self.testsuite.split(',').any(|t| t.trim() == "autopkgtest")
+    /// Whether the source has DEP-8 tests: `autopkgtest` in its Testsuite
+    /// (dpkg-source puts it there for a debian/tests/control), or, when
+    /// `autodep8` is installed (the runner then generates tests with it,
+    /// as autopkgtest does), an `autopkgtest-pkg-*` there. Without
+    /// autodep8, such a source alone would only say "no tests".
+    pub fn has_tests(&self, autodep8: bool) -> bool {
+        self.testsuite
+            .split(',')
+            .map(str::trim)
+            .any(|t| t == "autopkgtest" || (autodep8 && t.starts_with("autopkgtest-pkg-")))
     }
 }
 
@@ -43,6 +47,9 @@ pub struct Index {
     pub sources: BTreeMap<String, SourcePkg>,
     /// Stanzas read (before duplicates were merged).
     pub stanzas: usize,
+    /// Whether autodep8's `autopkgtest-pkg-*` counts as tests (the host
+    /// has autodep8); false until the caller says so.
+    pub autodep8: bool,
     binary_source: HashMap<String, String>,
 }
 
@@ -141,7 +148,7 @@ impl Index {
 
     /// Sources with tests, in alphabetical order.
     pub fn testable(&self) -> impl Iterator<Item = &SourcePkg> {
-        self.sources.values().filter(|s| s.has_tests())
+        self.sources.values().filter(|s| s.has_tests(self.autodep8))
     }
 
     /// The source that builds binary `name`.
@@ -298,7 +305,17 @@ Build-Depends: debhelper-compat (= 13), python3-all:any | python3
         assert_eq!(
             names,
             ["hello"],
-            "autopkgtest-pkg-python alone is autodep8's"
+            "autopkgtest-pkg-python alone is autodep8's, and there is none"
+        );
+        let with = Index {
+            autodep8: true,
+            ..Index::parse(INDEX).unwrap()
+        };
+        let names: Vec<_> = with.testable().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["hello", "python-distro"],
+            "autopkgtest-pkg-python counts where autodep8 generates its tests"
         );
         let deps = idx.dependency_versions(hello);
         assert_eq!(
