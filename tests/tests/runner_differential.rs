@@ -1,5 +1,6 @@
 //! Differential test of adt-runner against Debian's autopkgtest 5.28: every
-//! DEP-8 fixture under tests/fixtures/ and the archive package `mawk` run
+//! DEP-8 fixture under tests/fixtures/ and the archive packages `mawk` (its
+//! own debian/tests/control) and `lazy` (only tests autodep8 generates) run
 //! through `autopkgtest SRC -- ssh ...` and through `adt-runner run SRC
 //! --testbed ssh:...`, each on its own sshd testbed reverted to the same
 //! pristine root before every package. The verdict of every test with its
@@ -7,8 +8,9 @@
 //! exit code must be equal. Prints the table.
 //!
 //! A fixture whose build is incidental (every test has an empty Depends
-//! and none is build-needed, and debian/rules is the plain `dh $@`: the
-//! same trivial build as every other fixture's) runs with -B on both
+//! and none is build-needed, autodep8 adds none, and debian/rules is the
+//! plain `dh $@`: the same trivial build as every other fixture's) runs
+//! with -B on both
 //! sides, shown as `NAME -B`; the others, build-fails among them, run
 //! built, as autopkgtest runs a tree by default.
 //!
@@ -40,6 +42,12 @@ fn unavailable() -> Option<String> {
     };
     if !has("autopkgtest") {
         return Some("Debian's autopkgtest is not installed (tests/run-suite installs it)".into());
+    }
+    if !has("autodep8") {
+        return Some(
+            "autodep8 is not installed (tests/run-suite installs it): the autodep8 fixtures would prove nothing"
+                .into(),
+        );
     }
     None
 }
@@ -111,6 +119,11 @@ const PLAIN_DH_RULES: &str = "#!/usr/bin/make -f\n%:\n\tdh $@\n";
 /// See the module's comment.
 fn build_is_incidental(fixture: &Path) -> bool {
     let read = |rel: &str| std::fs::read_to_string(fixture.join(rel)).unwrap_or_default();
+    // autodep8's tests (autopkgtest-pkg-* in Testsuite) install the
+    // package's binaries.
+    if read("debian/control").contains("autopkgtest-pkg-") {
+        return false;
+    }
     let control = read("debian/tests/control");
     let stanzas: Vec<&str> = control
         .split("\n\n")
@@ -195,11 +208,11 @@ fn packages() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(workspace().join("tests/fixtures"))
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter(|e| e.path().join("debian/tests/control").exists())
+        .filter(|e| e.path().join("debian/control").exists())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    names.push("mawk".into());
+    names.extend(["mawk".into(), "lazy".into()]);
     if let Ok(only) = std::env::var("ADT_DIFF_ONLY") {
         let only: Vec<&str> = only.split(',').collect();
         names.retain(|n| only.contains(&n.as_str()));
@@ -301,6 +314,8 @@ fn fixtures_whose_build_matters_are_compared_built() {
         "malformed-control",
         "uninstallable-depends",
         "uninstallable-depends-skip-not-installable",
+        "autodep8-adds-to-control",
+        "autodep8-generates-tests",
     ] {
         assert!(fixture(name).is_dir(), "{name}");
         assert!(
