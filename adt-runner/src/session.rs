@@ -164,10 +164,25 @@ impl Session {
             deps_installed: Vec::new(),
             timeouts,
         };
-        if !sudo || s.probe("sudo -n true")? {
+        if !sudo {
             caps.insert("root-on-testbed".into());
         } else {
+            // As autopkgtest-virt-ssh's can_sudo: sudo that works but
+            // complains (typically "unable to resolve host") would put its
+            // complaint in every command's stderr, so the testbed fails.
+            // (Run as the login user itself, not through sudo.)
             s.sudo = false;
+            let (exit, _, err) = s.capture("sudo -n /bin/true", Kind::Short)?;
+            if exit.code == 0 && !err.is_empty() {
+                return Err(RunError::Testbed(format!(
+                    "sudo failed with stderr: \"{}\"",
+                    String::from_utf8_lossy(&err).trim_end()
+                )));
+            }
+            if exit.code == 0 {
+                caps.insert("root-on-testbed".into());
+                s.sudo = true;
+            }
         }
         caps.insert("has_internet".into());
         s.caps = caps;

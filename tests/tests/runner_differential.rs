@@ -301,6 +301,119 @@ fn adt_runner_gives_autopkgtests_verdicts_and_exit_codes() {
     );
 }
 
+/// Makes `tb` reachable as the ordinary user `tester` with passwordless
+/// sudo (through the key root logs in with), as a cloud image's default
+/// user is. With `resolvable` false its host name no longer resolves, so
+/// sudo works but complains on stderr.
+fn login_user_with_sudo(tb: &SshTestbed, resolvable: bool) {
+    assert_eq!(tb.user, "root");
+    let mut script = String::from(
+        "set -e
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q sudo >/dev/null 2>&1
+useradd --create-home --shell /bin/bash tester
+install -d -m 700 -o tester -g tester /home/tester/.ssh
+install -m 600 -o tester -g tester /root/.ssh/authorized_keys /home/tester/.ssh/
+echo 'tester ALL=(ALL:ALL) NOPASSWD: ALL' >/etc/sudoers.d/tester
+chmod 440 /etc/sudoers.d/tester
+",
+    );
+    if !resolvable {
+        script += "sed -i \"/$(hostname)/d\" /etc/hosts\n";
+    }
+    let out = tb.ssh(&script).output().unwrap();
+    assert!(
+        out.status.success(),
+        "setting up the login user: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `<test>-stdout` files of an output directory, by name.
+fn stdouts(outdir: &Path) -> std::collections::BTreeMap<String, String> {
+    std::fs::read_dir(outdir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with("-stdout"))
+                .map(|n| {
+                    let text = std::fs::read_to_string(outdir.join(&n)).unwrap_or_default();
+                    (n, text)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `ssh:tester@...`: an ordinary login user with sudo is the tests' normal
+/// user, and root comes through sudo, on both sides; a sudo that complains
+/// on stderr is a testbed failure on both.
+#[test]
+fn a_login_user_with_sudo_gets_autopkgtests_verdicts_and_users() {
+    if let Some(why) = unavailable() {
+        adt_systest::skip(&why);
+        return;
+    }
+    let bin = adt_runner();
+    let mut tbs = [
+        SshTestbed::start().expect("testbed for autopkgtest"),
+        SshTestbed::start().expect("testbed for adt-runner"),
+    ];
+    let results = tempfile::Builder::new()
+        .prefix("adt-differential-sudo.")
+        .tempdir()
+        .unwrap();
+    let mut run_both = |name: &str, resolvable: bool| {
+        for tb in tbs.iter_mut() {
+            tb.user = "root".into();
+            tb.revert().expect("revert");
+            login_user_with_sudo(tb, resolvable);
+            tb.user = "tester".into();
+        }
+        let src = workspace().join("tests/fixtures").join(name);
+        let src = src.display().to_string();
+        let args = ["-B".to_string()];
+        let (ref_out, our_out) = (
+            results
+                .path()
+                .join(format!("{name}-{resolvable}.autopkgtest")),
+            results
+                .path()
+                .join(format!("{name}-{resolvable}.adt-runner")),
+        );
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(|| run_autopkgtest(&tbs[0], &src, &args, &ref_out));
+            let b = s.spawn(|| run_adt_runner(&bin, &tbs[1], &src, &args, &our_out));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        let _ = writeln!(
+            std::io::stderr(),
+            "{}",
+            row(&format!("{name} (tester, sudo)"), &a, &b).join("\n")
+        );
+        (a, b, stdouts(&ref_out), stdouts(&our_out), our_out)
+    };
+    for name in ["runs-as-normal-user", "needs-root-as-root", "needs-sudo"] {
+        let (a, b, a_out, b_out, _) = run_both(name, true);
+        assert_eq!(a, b, "{name}: verdicts or exit codes differ");
+        assert_eq!(a.code, 0, "{name}: {a:?}");
+        // "running as tester", "AUTOPKGTEST_NORMAL_USER=tester", ...
+        assert_eq!(a_out, b_out, "{name}: the tests printed different things");
+        assert!(
+            b_out.values().any(|t| t.contains("tester")),
+            "{name}: {b_out:?}"
+        );
+    }
+    let (a, b, _, _, our_out) = run_both("pass-trivial", false);
+    assert_eq!((a.code, b.code), (16, 16), "{a:?} {b:?}");
+    let summary = std::fs::read_to_string(our_out.join("summary")).unwrap();
+    assert!(
+        summary.starts_with(
+            "testbed failure: sudo failed with stderr: \"sudo: unable to resolve host"
+        ),
+        "{summary}"
+    );
+}
+
 #[test]
 fn fixtures_whose_build_matters_are_compared_built() {
     let fixture = |n: &str| workspace().join("tests/fixtures").join(n);
