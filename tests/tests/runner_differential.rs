@@ -1,8 +1,10 @@
 //! Differential test of adt-runner against Debian's autopkgtest 5.28: every
 //! DEP-8 fixture under tests/fixtures/ and the archive packages `mawk` (its
-//! own debian/tests/control) and `lazy` (only tests autodep8 generates) run
-//! through `autopkgtest SRC -- ssh ...` and through `adt-runner run SRC
-//! --testbed ssh:...`, each on its own sshd testbed reverted to the same
+//! own debian/tests/control), `lazy` and `libfile-pid-perl` (only tests
+//! autodep8 generates: a Python import; Perl's three, with @builddeps@ and
+//! needs-recommends) run through `autopkgtest SRC -- ssh ...` and through
+//! `adt-runner run SRC --testbed ssh:...`, each on its own sshd testbed
+//! reverted to the same
 //! pristine root before every package. The verdict of every test with its
 //! reason (blanks folded), every other summary line's first word, and the
 //! exit code must be equal. Prints the table.
@@ -212,7 +214,7 @@ fn packages() -> Vec<String> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    names.extend(["mawk".into(), "lazy".into()]);
+    names.extend(["mawk".into(), "lazy".into(), "libfile-pid-perl".into()]);
     if let Ok(only) = std::env::var("ADT_DIFF_ONLY") {
         let only: Vec<&str> = only.split(',').collect();
         names.retain(|n| only.contains(&n.as_str()));
