@@ -294,7 +294,10 @@ impl Config {
             results: self.results.clone(),
             fair_every: self.fair_every,
             history: self.history_path(),
-            autodep8: crate::autodep8::installed(),
+            // Sources with only autodep8's tests count where the runs will
+            // generate them.
+            autodep8: crate::autodep8::installed()
+                && !self.run_args.iter().any(|a| a == "--no-auto-control"),
         }
     }
 
@@ -354,6 +357,19 @@ mod tests {
         assert_eq!(c.testbed.as_deref(), Some("ssh:h"));
         assert_eq!(c.reporters.mail.as_ref().unwrap().smtp, "127.0.0.1:2525");
         assert_eq!(c.history_path(), Path::new("/tmp/x/history.sqlite"));
+    }
+
+    #[test]
+    fn no_auto_control_in_run_args_keeps_autodep8_sources_out() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("runner.toml");
+        std::fs::write(&p, "run-args = [\"--no-auto-control\"]\n").unwrap();
+        assert!(!Config::load(&args(&p)).unwrap().selector().autodep8);
+        std::fs::write(&p, "run-args = [\"--timeout-test\", \"100\"]\n").unwrap();
+        assert_eq!(
+            Config::load(&args(&p)).unwrap().selector().autodep8,
+            crate::autodep8::installed()
+        );
     }
 
     #[test]
