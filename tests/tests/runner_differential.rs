@@ -4,17 +4,16 @@
 //! autodep8 generates: a Python import; Perl's three, with @builddeps@ and
 //! needs-recommends) run through `autopkgtest SRC -- ssh ...` and through
 //! `adt-runner run SRC --testbed ssh:...`, each on its own sshd testbed
-//! reverted to the same
-//! pristine root before every package. The verdict of every test with its
+//! reverted to the same pristine root before every package. The verdict of
+//! every test with its
 //! reason (blanks folded), every other summary line's first word, and the
 //! exit code must be equal. Prints the table.
 //!
 //! A fixture whose build is incidental (every test has an empty Depends
 //! and none is build-needed, autodep8 adds none, and debian/rules is the
 //! plain `dh $@`: the same trivial build as every other fixture's) runs
-//! with -B on both
-//! sides, shown as `NAME -B`; the others, build-fails among them, run
-//! built, as autopkgtest runs a tree by default.
+//! with -B on both sides, shown as `NAME -B`; the others, build-fails
+//! among them, run built, as autopkgtest runs a tree by default.
 //!
 //! ADT_DIFF_ONLY=name,name restricts the packages.
 
@@ -206,6 +205,22 @@ fn run_adt_runner(bin: &Path, tb: &SshTestbed, src: &str, args: &[String], out: 
     outcome(st.code().unwrap_or(-1), out)
 }
 
+/// autopkgtest on `tbs[0]` and adt-runner on `tbs[1]`, side by side, on
+/// the same source with the same arguments.
+fn run_side_by_side(
+    bin: &Path,
+    tbs: [&SshTestbed; 2],
+    src: &str,
+    args: &[String],
+    outs: [&Path; 2],
+) -> (Outcome, Outcome) {
+    std::thread::scope(|s| {
+        let a = s.spawn(|| run_autopkgtest(tbs[0], src, args, outs[0]));
+        let b = s.spawn(|| run_adt_runner(bin, tbs[1], src, args, outs[1]));
+        (a.join().unwrap(), b.join().unwrap())
+    })
+}
+
 fn packages() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(workspace().join("tests/fixtures"))
         .unwrap()
@@ -222,25 +237,31 @@ fn packages() -> Vec<String> {
     names
 }
 
+/// Summary line `i` of `o` as the table shows it.
+fn shown_line(o: &Outcome, i: usize) -> String {
+    o.lines
+        .get(i)
+        .map(|l| format!("{} {}", l.test, l.word))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// One line of the table.
+fn table_line(name: &str, a: &Outcome, b: &Outcome, i: usize, status: &str) -> String {
+    format!(
+        "{name:<40} | {:<60} | {:<60} | {:>3} | {:>3} | {status}",
+        shown_line(a, i),
+        shown_line(b, i),
+        a.code,
+        b.code,
+    )
+}
+
 fn row(name: &str, a: &Outcome, b: &Outcome) -> Vec<String> {
     let n = a.lines.len().max(b.lines.len());
-    let get = |o: &Outcome, i: usize| {
-        o.lines
-            .get(i)
-            .map(|l| format!("{} {}", l.test, l.word))
-            .unwrap_or_else(|| "-".into())
-    };
     (0..n)
         .map(|i| {
             let same = a.lines.get(i) == b.lines.get(i) && a.code == b.code;
-            format!(
-                "{name:<40} | {:<60} | {:<60} | {:>3} | {:>3} | {}",
-                get(a, i),
-                get(b, i),
-                a.code,
-                b.code,
-                if same { "same" } else { "DIFFERENT" }
-            )
+            table_line(name, a, b, i, if same { "same" } else { "DIFFERENT" })
         })
         .collect()
 }
@@ -282,11 +303,7 @@ fn adt_runner_gives_autopkgtests_verdicts_and_exit_codes() {
             results.path().join(format!("{name}.autopkgtest")),
             results.path().join(format!("{name}.adt-runner")),
         );
-        let (a, b) = std::thread::scope(|s| {
-            let a = s.spawn(|| run_autopkgtest(&ref_tb, &src, &args, &ref_out));
-            let b = s.spawn(|| run_adt_runner(&bin, &our_tb, &src, &args, &our_out));
-            (a.join().unwrap(), b.join().unwrap())
-        });
+        let (a, b) = run_side_by_side(&bin, [&ref_tb, &our_tb], &src, &args, [&ref_out, &our_out]);
         let rows = row(&shown, &a, &b);
         table.extend(rows);
         if a != b {
@@ -382,11 +399,7 @@ fn a_login_user_with_sudo_gets_autopkgtests_verdicts_and_users() {
                 .path()
                 .join(format!("{name}-{resolvable}.adt-runner")),
         );
-        let (a, b) = std::thread::scope(|s| {
-            let a = s.spawn(|| run_autopkgtest(&tbs[0], &src, &args, &ref_out));
-            let b = s.spawn(|| run_adt_runner(&bin, &tbs[1], &src, &args, &our_out));
-            (a.join().unwrap(), b.join().unwrap())
-        });
+        let (a, b) = run_side_by_side(&bin, [&tbs[0], &tbs[1]], &src, &args, [&ref_out, &our_out]);
         (a, b, stdouts(&ref_out), stdouts(&our_out), our_out)
     };
     for name in ["runs-as-normal-user", "needs-root-as-root", "needs-sudo"] {
@@ -405,25 +418,16 @@ fn a_login_user_with_sudo_gets_autopkgtests_verdicts_and_users() {
     // Only the exit code is compared here: the summary's words differ on
     // purpose (docs/ARCHITECTURE.md, deliberate differences).
     let (a, b, _, _, our_out) = run_both("pass-trivial", false);
-    let first = |o: &Outcome| {
-        o.lines
-            .first()
-            .map(|l| format!("{} {}", l.test, l.word))
-            .unwrap_or_default()
+    let status = if a.code == b.code {
+        "same exit code (words differ on purpose)"
+    } else {
+        "DIFFERENT"
     };
+    let shown = "pass-trivial (tester, sudo warns)";
     let _ = writeln!(
         std::io::stderr(),
-        "{:<40} | {:<60} | {:<60} | {:>3} | {:>3} | {}",
-        "pass-trivial (tester, sudo warns)",
-        first(&a),
-        first(&b),
-        a.code,
-        b.code,
-        if a.code == b.code {
-            "same exit code (words differ on purpose)"
-        } else {
-            "DIFFERENT"
-        }
+        "{}",
+        table_line(shown, &a, &b, 0, status)
     );
     assert_eq!((a.code, b.code), (16, 16), "{a:?} {b:?}");
     let summary = std::fs::read_to_string(our_out.join("summary")).unwrap();
