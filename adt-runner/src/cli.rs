@@ -3,16 +3,16 @@
 //!
 //! Not for: doing any of it (`pipeline`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::error::RunError;
 use crate::pipeline::{self, Opener, Request};
-use crate::session::Timeouts;
+use crate::session::{Setup, Timeouts};
 use crate::source::Source;
 use crate::testbed::{parse_address, SshTestbed, Testbed};
-use crate::verdict::ERROR;
+use crate::verdict::{NeedsInternet, ERROR};
 use crate::xen::XenTestbed;
 
 #[derive(Debug, Parser)]
@@ -24,6 +24,87 @@ use crate::xen::XenTestbed;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Parses the process's arguments, keeping `--setup-commands` and
+    /// `-U` in the order given (as autopkgtest appends both to one list).
+    pub fn try_parse_ordered() -> Result<Cli, clap::Error> {
+        let m = Cli::command().try_get_matches()?;
+        let mut cli = Cli::from_arg_matches(&m)?;
+        if let (Command::Run(args), Some(("run", sub))) = (&mut cli.command, m.subcommand()) {
+            args.setup_commands = ordered_setup_commands(sub);
+        }
+        Ok(cli)
+    }
+}
+
+/// autopkgtest's `-U`: apt-get update (retried unless an apt source is
+/// missing, which exits 100: the package's fault), dist-upgrade, autoremove.
+pub const APT_UPGRADE: &str = concat!(
+    "(O=$(bash -o pipefail -ec 'apt-get update | tee /proc/self/fd/2') ||",
+    "{ [ \"${O%404*Not Found*}\" = \"$O\" ] || exit 100; sleep 15; apt-get update; }",
+    " || { sleep 60; apt-get update; } || false)",
+    " && $(command -v eatmydata || true) apt-get dist-upgrade -y -o ",
+    "Dpkg::Options::=\"--force-confnew\"",
+    " && $(command -v eatmydata || true) apt-get --purge autoremove -y"
+);
+
+/// `--setup-commands` values and `-U` flags merged in command-line order.
+fn ordered_setup_commands(m: &ArgMatches) -> Vec<String> {
+    let mut all: Vec<(usize, String)> = Vec::new();
+    if let (Some(idx), Some(vals)) = (
+        m.indices_of("setup_commands"),
+        m.get_many::<String>("setup_commands"),
+    ) {
+        all.extend(idx.zip(vals.cloned()));
+    }
+    if let Some(idx) = m.indices_of("apt_upgrade") {
+        all.extend(idx.map(|i| (i, APT_UPGRADE.to_string())));
+    }
+    all.sort_by_key(|(i, _)| *i);
+    all.into_iter().map(|(_, c)| c).collect()
+}
+
+/// Where autopkgtest keeps the setup scripts a bare name refers to
+/// (`--setup-commands setup-testbed`); used when it is installed.
+const SHIPPED_SETUP_COMMANDS: &str = "/usr/share/autopkgtest/setup-commands";
+
+/// autopkgtest's reading of a `--setup-commands` value: a bare name of a
+/// shipped script, or an existing file, stands for its contents (stripped);
+/// anything else is the commands themselves.
+fn setup_commands_text(value: &str, shipped: &Path) -> Result<String, String> {
+    let mut path = PathBuf::from(value);
+    if !value.contains('/') && shipped.join(value).exists() {
+        path = shipped.join(value);
+    }
+    if !path.exists() {
+        return Ok(value.to_string());
+    }
+    std::fs::read_to_string(&path)
+        .map(|t| t.trim().to_string())
+        .map_err(|e| format!("cannot read setup commands from {}: {e}", path.display()))
+}
+
+/// `--copy HOSTPATH:TESTBEDPATH`, the host path existing.
+fn parse_copy(arg: &str) -> Result<(PathBuf, String), String> {
+    let Some((host, tb)) = arg.split_once(':') else {
+        return Err(format!(
+            "--copy argument must be HOSTPATH:TESTBEDPATH: {arg}"
+        ));
+    };
+    if !Path::new(host).exists() {
+        return Err(format!("--copy host path {host} does not exist"));
+    }
+    Ok((PathBuf::from(host), tb.to_string()))
+}
+
+/// `--needs-internet`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum InternetArg {
+    Run,
+    Try,
+    Skip,
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,7 +160,7 @@ pub struct RunArgs {
     #[arg(long = "trigger", value_name = "SRC/VERSION")]
     pub triggers: Vec<String>,
     /// Run only this test (repeatable).
-    #[arg(long = "testname", alias = "test-name")]
+    #[arg(long = "test-name", alias = "testname")]
     pub only_tests: Vec<String>,
     /// Do not run this test (repeatable).
     #[arg(long = "skip-test")]
@@ -100,6 +181,39 @@ pub struct RunArgs {
     /// Parallel jobs for builds and DEB_BUILD_OPTIONS (default: nproc).
     #[arg(long)]
     pub build_parallel: Option<String>,
+    /// Run these commands as root after opening the testbed and after
+    /// every revert (repeatable): commands, a file holding them, or the
+    /// name of one of autopkgtest's shipped scripts (setup-testbed, ...).
+    /// Exit status 100 blames the package; others, the testbed.
+    #[arg(long, value_name = "COMMANDS_OR_PATH")]
+    pub setup_commands: Vec<String>,
+    /// Run apt update, dist-upgrade and autoremove as a setup command (in
+    /// its place among --setup-commands).
+    #[arg(long, short = 'U', action = clap::ArgAction::Append, num_args = 0, default_missing_value = "true")]
+    pub apt_upgrade: Vec<bool>,
+    /// As --setup-commands, run after them and after the testbed-packages
+    /// list is taken (autopkgtest: also after every reboot).
+    #[arg(long, value_name = "COMMANDS_OR_PATH")]
+    pub setup_commands_boot: Vec<String>,
+    /// Copy a host file or directory into the testbed after opening it
+    /// (repeatable), before the setup commands.
+    #[arg(long, value_name = "HOSTPATH:TESTBEDPATH")]
+    pub copy: Vec<String>,
+    /// Run tests even if these restrictions would keep them from running
+    /// here (comma-separated, repeatable).
+    #[arg(
+        long,
+        value_name = "RESTRICTION[,RESTRICTION...]",
+        value_delimiter = ','
+    )]
+    pub ignore_restrictions: Vec<String>,
+    /// Tests with needs-internet: run them (run), run them and count a
+    /// failure as a skip (try), or skip them (skip).
+    #[arg(long, value_enum, default_value = "run")]
+    pub needs_internet: InternetArg,
+    /// Multiply the timeouts not given explicitly by this.
+    #[arg(long, value_name = "F", default_value_t = 1.0)]
+    pub timeout_factor: f64,
     #[arg(long, value_name = "S")]
     pub timeout_short: Option<u64>,
     #[arg(long, value_name = "S")]
@@ -113,15 +227,36 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
+    /// Each timeout as given, else autopkgtest's default times
+    /// `--timeout-factor` (truncated, as Python's `int`).
     fn timeouts(&self) -> Timeouts {
         let d = Timeouts::default();
+        let f = |given: Option<u64>, default: u64| {
+            given.unwrap_or((default as f64 * self.timeout_factor) as u64)
+        };
         Timeouts {
-            short: self.timeout_short.unwrap_or(d.short),
-            copy: self.timeout_copy.unwrap_or(d.copy),
-            install: self.timeout_install.unwrap_or(d.install),
-            test: self.timeout_test.unwrap_or(d.test),
-            build: self.timeout_build.unwrap_or(d.build),
+            short: f(self.timeout_short, d.short),
+            copy: f(self.timeout_copy, d.copy),
+            install: f(self.timeout_install, d.install),
+            test: f(self.timeout_test, d.test),
+            build: f(self.timeout_build, d.build),
         }
+    }
+
+    /// The setup commands (files read), boot commands and copies.
+    fn setup(&self, shipped: &Path) -> Result<Setup, String> {
+        let read = |v: &Vec<String>| -> Result<Vec<String>, String> {
+            v.iter().map(|c| setup_commands_text(c, shipped)).collect()
+        };
+        Ok(Setup {
+            commands: read(&self.setup_commands)?,
+            boot_commands: read(&self.setup_commands_boot)?,
+            copies: self
+                .copy
+                .iter()
+                .map(|c| parse_copy(c))
+                .collect::<Result<_, _>>()?,
+        })
     }
 
     fn opener(&self) -> Result<Opener<'_>, String> {
@@ -180,6 +315,16 @@ fn run(args: &RunArgs, command_line: String) -> i32 {
         Ok(env) => env,
         Err(m) => return fail(format!("--trigger: {m}")),
     };
+    if !(args.timeout_factor.is_finite() && args.timeout_factor > 0.0) {
+        return fail(format!(
+            "--timeout-factor {}: expected a positive number",
+            args.timeout_factor
+        ));
+    }
+    let setup = match args.setup(Path::new(SHIPPED_SETUP_COMMANDS)) {
+        Ok(s) => s,
+        Err(m) => return fail(m),
+    };
     let opener = match args.opener() {
         Ok(o) => o,
         Err(m) => return fail(m),
@@ -197,7 +342,120 @@ fn run(args: &RunArgs, command_line: String) -> i32 {
         extra_binaries: args.binaries.clone(),
         auto_control: !args.no_auto_control,
         build_parallel: args.build_parallel.clone(),
+        setup,
+        ignore_restrictions: args.ignore_restrictions.clone(),
+        needs_internet: match args.needs_internet {
+            InternetArg::Run => NeedsInternet::Run,
+            InternetArg::Try => NeedsInternet::Try,
+            InternetArg::Skip => NeedsInternet::Skip,
+        },
         command_line,
     };
     pipeline::run(&req, opener)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(argv: &[&str]) -> RunArgs {
+        let mut full = vec!["adt-runner", "run", "src", "--testbed", "ssh:h"];
+        full.extend_from_slice(argv);
+        let m = Cli::command().try_get_matches_from(full).unwrap();
+        let mut cli = Cli::from_arg_matches(&m).unwrap();
+        let Command::Run(mut args) = cli.command else {
+            unreachable!()
+        };
+        if let Some(("run", sub)) = m.subcommand() {
+            args.setup_commands = ordered_setup_commands(sub);
+        }
+        cli.command = Command::Run(args);
+        match cli.command {
+            Command::Run(a) => *a,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn apt_upgrade_keeps_its_place_among_setup_commands() {
+        let a = run_args(&["--setup-commands", "one", "-U", "--setup-commands=two"]);
+        assert_eq!(a.setup_commands, ["one", APT_UPGRADE, "two"]);
+        let a = run_args(&["--apt-upgrade", "--setup-commands", "one"]);
+        assert_eq!(a.setup_commands, [APT_UPGRADE, "one"]);
+        let a = run_args(&["-U", "--setup-commands", "one", "-U"]);
+        assert_eq!(a.setup_commands, [APT_UPGRADE, "one", APT_UPGRADE]);
+        assert!(run_args(&[]).setup_commands.is_empty());
+    }
+
+    #[test]
+    fn apt_upgrade_is_autopkgtests_command_word_for_word() {
+        // autopkgtest_args.py, -U's const, as Python joins it
+        let python = r#"(O=$(bash -o pipefail -ec 'apt-get update | tee /proc/self/fd/2') ||{ [ "${O%404*Not Found*}" = "$O" ] || exit 100; sleep 15; apt-get update; } || { sleep 60; apt-get update; } || false) && $(command -v eatmydata || true) apt-get dist-upgrade -y -o Dpkg::Options::="--force-confnew" && $(command -v eatmydata || true) apt-get --purge autoremove -y"#;
+        assert_eq!(APT_UPGRADE, python);
+    }
+
+    #[test]
+    fn setup_commands_are_text_a_file_or_a_shipped_name() {
+        let d = tempfile::tempdir().unwrap();
+        let shipped = d.path().join("shipped");
+        std::fs::create_dir(&shipped).unwrap();
+        std::fs::write(shipped.join("setup-testbed"), "shipped script\n").unwrap();
+        let file = d.path().join("mine.sh");
+        std::fs::write(&file, "\n  echo from file\n\n").unwrap();
+        let t = |v: &str| setup_commands_text(v, &shipped).unwrap();
+        assert_eq!(t("setup-testbed"), "shipped script");
+        assert_eq!(t(file.to_str().unwrap()), "echo from file");
+        assert_eq!(t("apt-get update"), "apt-get update");
+        // a name with a slash is a path, never a shipped script
+        assert_eq!(t("./setup-testbed"), "./setup-testbed");
+        let dir = d.path().to_str().unwrap();
+        let e = setup_commands_text(dir, &shipped).unwrap_err();
+        assert!(
+            e.starts_with(&format!("cannot read setup commands from {dir}: ")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn copy_needs_a_colon_and_an_existing_host_path() {
+        let d = tempfile::tempdir().unwrap();
+        let host = d.path().display().to_string();
+        assert_eq!(
+            parse_copy(&format!("{host}:/tmp/x:y")).unwrap(),
+            (d.path().to_path_buf(), "/tmp/x:y".to_string())
+        );
+        assert_eq!(
+            parse_copy("nocolon").unwrap_err(),
+            "--copy argument must be HOSTPATH:TESTBEDPATH: nocolon"
+        );
+        assert_eq!(
+            parse_copy("/no/such/file:/tmp/x").unwrap_err(),
+            "--copy host path /no/such/file does not exist"
+        );
+    }
+
+    #[test]
+    fn timeout_factor_scales_only_the_defaults() {
+        let t = run_args(&["--timeout-factor", "0.5", "--timeout-test", "7"]).timeouts();
+        assert_eq!(
+            (t.short, t.copy, t.install, t.test, t.build),
+            (50, 150, 1500, 7, 50000)
+        );
+        // truncated as Python's int(): 100 * 0.0001 is no limit at all
+        let t = run_args(&["--timeout-factor=0.0001"]).timeouts();
+        assert_eq!((t.short, t.test), (0, 1));
+    }
+
+    #[test]
+    fn ignore_restrictions_split_on_commas_and_repeat() {
+        let a = run_args(&[
+            "--ignore-restrictions",
+            "needs-reboot,isolation-machine",
+            "--ignore-restrictions=breaks-testbed",
+        ]);
+        assert_eq!(
+            a.ignore_restrictions,
+            ["needs-reboot", "isolation-machine", "breaks-testbed"]
+        );
+    }
 }

@@ -147,6 +147,9 @@ pub struct Testbed {
     pub arch: String,
     /// autopkgtest capability names (`root-on-testbed`, `revert`, ...).
     pub caps: BTreeSet<String>,
+    /// Restrictions that do not keep a test from running here
+    /// (`--ignore-restrictions`).
+    pub ignore: BTreeSet<String>,
 }
 
 /// The parts of debian/control that test Depends refer to.
@@ -459,7 +462,12 @@ fn check(ctx: &Ctx, st: &Stanza, mut test: Test) -> Result<Test, Unsupported> {
     if test.has("needs-sudo") && !test.depends.iter().any(|d| d == "sudo") {
         test.depends.push("sudo".into());
     }
-    check_caps(&test.restrictions, &ctx.testbed.caps).map_err(unsupported)?;
+    let effective = test
+        .restrictions
+        .difference(&ctx.testbed.ignore)
+        .cloned()
+        .collect();
+    check_caps(&effective, &ctx.testbed.caps).map_err(unsupported)?;
     Ok(test)
 }
 
@@ -510,7 +518,8 @@ pub fn check_architecture(host: &str, arches: &[String]) -> Result<(), String> {
 }
 
 /// autopkgtest's `check_testbed_compat`: unknown restrictions first, then
-/// restrictions whose testbed capability is missing.
+/// restrictions whose testbed capability is missing (`restrictions` less
+/// the ignored ones).
 pub fn check_caps(restrictions: &BTreeSet<String>, caps: &BTreeSet<String>) -> Result<(), String> {
     if let Some(r) = restrictions
         .iter()

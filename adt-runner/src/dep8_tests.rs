@@ -27,6 +27,7 @@ fn testbed(caps: &[&str]) -> Testbed {
     Testbed {
         arch: "amd64".into(),
         caps: caps.iter().map(|s| s.to_string()).collect(),
+        ignore: BTreeSet::new(),
     }
 }
 
@@ -89,6 +90,7 @@ fn at_is_not_synthesised_for_foreign_architectures() {
     let tb = Testbed {
         arch: "amd64".into(),
         caps: BTreeSet::new(),
+        ignore: BTreeSet::new(),
     };
     let p = parse("f", "Tests: t\n", &src, &tb, &[]).unwrap();
     assert_eq!(p.tests[0].depends, ["p [i386]"]);
@@ -364,6 +366,26 @@ fn restrictions_needing_missing_capabilities_skip() {
         let p = run(&format!("Tests: t\nRestrictions: {r}\n"), &[]).unwrap();
         assert_eq!(skips(&p), [("t".into(), msg.into())], "{r}");
     }
+}
+
+#[test]
+fn ignored_restrictions_do_not_skip_but_still_count() {
+    let src = SourceControl::parse("debian/control", CONTROL).unwrap();
+    let mut tb = testbed(&[]);
+    tb.ignore = ["needs-reboot", "unknown-thing"].map(String::from).into();
+    let text = "Tests: a\nRestrictions: needs-reboot, unknown-thing\n\nTests: b\nRestrictions: needs-reboot, isolation-machine\n";
+    let p = parse("debian/tests/control", text, &src, &tb, &[]).unwrap();
+    // `a` runs, still marked needs-reboot; `b` skips for what is not ignored
+    assert_eq!(p.tests.len(), 1);
+    assert_eq!(p.tests[0].name, "a");
+    assert!(p.tests[0].has("needs-reboot"));
+    assert_eq!(
+        skips(&p),
+        [(
+            "b".into(),
+            "Test restriction \"isolation-machine\" requires testbed capability \"isolation-machine\"".into()
+        )]
+    );
 }
 
 #[test]

@@ -1,7 +1,5 @@
 //! The `adt-runner` command.
 
-use clap::Parser;
-
 fn main() {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -11,7 +9,7 @@ fn main() {
         )
         .init();
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
-    let cli = match adt_runner::cli::Cli::try_parse() {
+    let cli = match adt_runner::cli::Cli::try_parse_ordered() {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();

@@ -11,8 +11,8 @@
 //!   uses dpkg-dev without declaring it passes there and fails here);
 //! - debian/tests/control lines that are not deb822 and fields given twice
 //!   are errors (python-debian ignores the first and keeps the last);
-//! - not supported: built trees, .changes and git sources, setup commands,
-//!   apt pockets and pinning, `--user`, `--shell`, reboot.
+//! - not supported: .changes and git sources, apt sources, pockets and
+//!   pinning, `--user`, `--shell`, reboot.
 //!
 //! Not for: any single step (see `source`, `apt`, `run`, `dep8`).
 
@@ -27,11 +27,11 @@ use crate::dep8::{self, InvalidControl, Parsed, SourceControl, Test};
 use crate::error::RunError;
 use crate::output::{Output, TestInfo};
 use crate::run::{self, Tree};
-use crate::session::{Session, Timeouts};
+use crate::session::{Session, Setup, Timeouts};
 use crate::source::{self, Source, Unpacked};
 use crate::ssh::quote;
 use crate::testbed::Testbed;
-use crate::verdict::{ExitStatus, Verdict, ERROR};
+use crate::verdict::{ExitStatus, NeedsInternet, Verdict, ERROR};
 
 /// Everything `adt-runner run` was asked.
 pub struct Request {
@@ -47,6 +47,12 @@ pub struct Request {
     /// Given .debs, published like built ones (`--binary`).
     pub extra_binaries: Vec<PathBuf>,
     pub build_parallel: Option<String>,
+    /// `--setup-commands`, `--setup-commands-boot`, `--copy`.
+    pub setup: Setup,
+    /// `--ignore-restrictions`.
+    pub ignore_restrictions: Vec<String>,
+    /// `--needs-internet`.
+    pub needs_internet: NeedsInternet,
     pub command_line: String,
 }
 
@@ -109,7 +115,9 @@ fn start(
     session: &mut Option<Session>,
 ) -> Result<i32, (RunError, Vec<String>)> {
     let tb = open().map_err(|e| (e, Vec::new()))?;
-    let sess = Session::open(tb, out, req.timeouts).map_err(|e| (e, Vec::new()))?;
+    let internet = req.needs_internet != NeedsInternet::Skip;
+    let sess = Session::open(tb, out, req.timeouts, req.setup.clone(), internet)
+        .map_err(|e| (e, Vec::new()))?;
     let sess = session.insert(sess);
     let work = tempfile::Builder::new()
         .prefix("adt-runner.work.")
@@ -361,6 +369,7 @@ impl Run<'_> {
         let tb = dep8::Testbed {
             arch: sess.machine.arch.clone(),
             caps: sess.caps.clone(),
+            ignore: self.req.ignore_restrictions.iter().cloned().collect(),
         };
         let parsed = dep8::parse(file, &text, &sc, &tb, only).map_err(badpkg)?;
         for s in &parsed.skipped {
@@ -409,6 +418,7 @@ impl Run<'_> {
                     let opts = run::Options {
                         env: &self.req.env,
                         build_parallel: self.req.build_parallel.clone(),
+                        needs_internet: self.req.needs_internet,
                     };
                     let v = run::run_test(sess, self.out, tree, t, &opts)?;
                     self.status.record(&v);

@@ -14,7 +14,7 @@ use crate::error::RunError;
 use crate::output::Output;
 use crate::session::{Kind, Session};
 use crate::ssh::quote;
-use crate::verdict::{decide, Facts, Verdict};
+use crate::verdict::{decide, Facts, NeedsInternet, Verdict};
 
 /// The source tree: on the host (a copy) and in the testbed.
 pub struct Tree {
@@ -26,6 +26,7 @@ pub struct Tree {
 pub struct Options<'a> {
     pub env: &'a [String],
     pub build_parallel: Option<String>,
+    pub needs_internet: NeedsInternet,
 }
 
 /// Runs `test`; returns its verdict (already reported).
@@ -81,7 +82,7 @@ pub fn run_test(
     if timed_out {
         out.error(&format!("timed out on command \"{cmd}\" (kind: test)"));
     }
-    let verdict = decide(test, &facts);
+    let verdict = decide(test, &facts, opts.needs_internet);
     out.report(&test.name, &verdict.to_string());
     if so.written == 0 {
         let _ = fs::remove_file(&so_path);

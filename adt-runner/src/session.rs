@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::RunError;
 use crate::output::Output;
@@ -111,6 +111,22 @@ echo "cannot find a free user name" >&2; exit 1
 /// process group).
 pub const TEST_GRACE: u64 = 60;
 
+/// What autopkgtest's `--setup-commands`, `--setup-commands-boot` and
+/// `--copy` ask of every opening of the testbed (after each revert too).
+#[derive(Debug, Clone, Default)]
+pub struct Setup {
+    /// Shell commands run as root (`sh -ec`) after the normal user is made.
+    pub commands: Vec<String>,
+    /// Shell commands run as root last, after `testbed-packages`.
+    pub boot_commands: Vec<String>,
+    /// Host file or directory, testbed path: copied in before `commands`.
+    pub copies: Vec<(PathBuf, String)>,
+}
+
+/// The exit status with which a setup command says the package, not the
+/// testbed, is at fault (autopkgtest's convention).
+const SETUP_BADPKG: i32 = 100;
+
 /// What `post_boot_setup` learns about the machine.
 #[derive(Debug, Clone, Default)]
 pub struct Machine {
@@ -137,15 +153,20 @@ pub struct Session {
     modified: bool,
     deps_installed: Vec<String>,
     pub timeouts: Timeouts,
+    setup: Setup,
 }
 
 impl Session {
-    /// Opens `tb`: scratch directory, normal user, machine facts, and
-    /// `testbed-packages` in the output directory.
+    /// Opens `tb`: scratch directory, normal user, setup commands, machine
+    /// facts, and `testbed-packages` in the output directory.
+    /// `internet`: whether tests may count on the network (not
+    /// `--needs-internet skip`).
     pub fn open(
         tb: Box<dyn Testbed>,
         out: &Output,
         timeouts: Timeouts,
+        setup: Setup,
+        internet: bool,
     ) -> Result<Session, RunError> {
         let login = tb.ssh().target().user.clone();
         let mut caps = tb.caps();
@@ -163,6 +184,7 @@ impl Session {
             modified: false,
             deps_installed: Vec::new(),
             timeouts,
+            setup,
         };
         if !sudo {
             caps.insert("root-on-testbed".into());
@@ -184,7 +206,9 @@ impl Session {
                 s.sudo = true;
             }
         }
-        caps.insert("has_internet".into());
+        if internet {
+            caps.insert("has_internet".into());
+        }
         s.caps = caps;
         if login != "root" && s.caps.contains("root-on-testbed") {
             s.user = login;
@@ -211,6 +235,7 @@ impl Session {
             .write_file(&self.wrapper(), WRAPPER.as_bytes())?;
         self.check(&format!("chmod 755 {}", quote(&self.wrapper())))?;
         self.setup_user()?;
+        self.run_setup(out)?;
         self.probe_machine(out)?;
         if self.probe("command -v dpkg-query >/dev/null")? {
             let (exit, pkgs, _) = self.capture(
@@ -219,6 +244,60 @@ impl Session {
             )?;
             if exit.code == 0 {
                 out.write("testbed-packages", &String::from_utf8_lossy(&pkgs));
+            }
+        }
+        let boot = self.setup.boot_commands.clone();
+        self.run_setup_commands(out, &boot, "AUTOPKGTEST_IS_SETUP_BOOT_COMMAND", "boot ")
+    }
+
+    /// autopkgtest's `run_setup_commands`: `--copy`, then
+    /// `--setup-commands`.
+    fn run_setup(&mut self, out: &Output) -> Result<(), RunError> {
+        if self.setup.commands.is_empty() && self.setup.copies.is_empty() {
+            return Ok(());
+        }
+        out.info("@@@@@@@@@@@@@@@@@@@@ test bed setup");
+        for (host, tb) in self.setup.copies.clone() {
+            tracing::debug!("copying file {} to testbed {tb}", host.display());
+            self.copy_down(&host, &tb)?;
+        }
+        let commands = self.setup.commands.clone();
+        self.run_setup_commands(out, &commands, "AUTOPKGTEST_IS_SETUP_COMMAND", "")
+    }
+
+    /// Runs each of `commands` as root with `sh -ec`, output shown and
+    /// logged. Exit status 100 blames the package; any other failure is
+    /// the testbed's (autopkgtest's words for both).
+    fn run_setup_commands(
+        &self,
+        out: &Output,
+        commands: &[String],
+        marker: &str,
+        what: &str,
+    ) -> Result<(), RunError> {
+        let mut env = format!("{marker}=1");
+        if !self.user.is_empty() {
+            let u = quote(&self.user);
+            env.push_str(&format!(" AUTOPKGTEST_NORMAL_USER={u} ADT_NORMAL_USER={u}"));
+        }
+        for c in commands {
+            let script = format!("env {env} sh -ec {}", quote(c));
+            let mut shown = out.stream_plain();
+            let mut err = out.stream(true, None);
+            let exit = self.exec(&script, Kind::Install, &mut shown, &mut err)?;
+            let _ = io::stderr().flush();
+            match exit.code {
+                0 => {}
+                SETUP_BADPKG => {
+                    return Err(RunError::BadPkg(format!(
+                        "testbed {what}setup commands failed with status 100"
+                    )))
+                }
+                rc => {
+                    return Err(RunError::Testbed(format!(
+                        "testbed {what}setup commands failed with status {rc}"
+                    )))
+                }
             }
         }
         Ok(())

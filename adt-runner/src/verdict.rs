@@ -48,9 +48,23 @@ fn failed(test: &Test, reason: String) -> Verdict {
     }
 }
 
+/// How tests with `needs-internet` are run (autopkgtest's
+/// `--needs-internet`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NeedsInternet {
+    /// As any other test (the default).
+    #[default]
+    Run,
+    /// Run; a failure is a skip, since the network is not guaranteed.
+    Try,
+    /// Not run: the testbed lacks `has_internet`.
+    Skip,
+}
+
 /// autopkgtest's decision: timeout, then 77 with skippable, then a
-/// non-zero status, then stderr without allow-stderr, else pass.
-pub fn decide(test: &Test, facts: &Facts) -> Verdict {
+/// non-zero status (a skip for needs-internet under `--needs-internet
+/// try`), then stderr without allow-stderr, else pass.
+pub fn decide(test: &Test, facts: &Facts, internet: NeedsInternet) -> Verdict {
     if facts.timed_out {
         return failed(test, "timed out".into());
     }
@@ -58,6 +72,11 @@ pub fn decide(test: &Test, facts: &Facts) -> Verdict {
         return Verdict::Skip("exit status 77 and marked as skippable".into());
     }
     if facts.exit_code != 0 {
+        if test.has("needs-internet") && internet == NeedsInternet::Try {
+            return Verdict::Skip(
+                "Failed, but test has needs-internet and that's not guaranteed".into(),
+            );
+        }
         return failed(test, format!("non-zero exit status {}", facts.exit_code));
     }
     if let (Some(line), false) = (&facts.stderr_first_line, test.has("allow-stderr")) {
@@ -189,8 +208,37 @@ mod tests {
             ),
         ];
         for (r, f, want) in cases {
-            assert_eq!(decide(&test(r), f).to_string(), *want, "{r:?} {f:?}");
+            assert_eq!(
+                decide(&test(r), f, NeedsInternet::Run).to_string(),
+                *want,
+                "{r:?} {f:?}"
+            );
         }
+    }
+
+    #[test]
+    fn needs_internet_try_turns_only_a_non_zero_status_into_a_skip() {
+        let net = test(&["needs-internet"]);
+        let skip = "SKIP Failed, but test has needs-internet and that's not guaranteed";
+        let d = |t: &Test, f: Facts, n| decide(t, &f, n).to_string();
+        assert_eq!(d(&net, facts(1, false, None), NeedsInternet::Try), skip);
+        assert_eq!(
+            d(&net, facts(1, false, None), NeedsInternet::Run),
+            "FAIL non-zero exit status 1"
+        );
+        // a timeout and stderr are failures still; other tests are as ever
+        assert_eq!(
+            d(&net, facts(124, true, None), NeedsInternet::Try),
+            "FAIL timed out"
+        );
+        assert_eq!(
+            d(&net, facts(0, false, Some("x")), NeedsInternet::Try),
+            "FAIL stderr: x"
+        );
+        assert_eq!(
+            d(&test(&[]), facts(1, false, None), NeedsInternet::Try),
+            "FAIL non-zero exit status 1"
+        );
     }
 
     fn status(verdicts: &[Verdict]) -> i32 {

@@ -88,8 +88,10 @@ import adtlog, testdesc
 reports = []
 adtlog.report = lambda name, result: reports.append([name, result])
 srcdir, caps = sys.argv[1], sys.argv[2].split(',')
+ignore = [r for r in sys.argv[3].split(',') if r]
 try:
-    tests, _ = testdesc.parse_debian_source(srcdir, caps, 'amd64', auto_control=False)
+    tests, _ = testdesc.parse_debian_source(srcdir, caps, 'amd64', auto_control=False,
+                                            ignore_restrictions=ignore)
     out = {'tests': [[t.name, t.path, t.command, sorted(t.restrictions), [d for d in t.depends if d]] for t in tests]}
 except testdesc.InvalidControl as e:
     out = {'invalid': str(e)}
@@ -97,7 +99,7 @@ out['reports'] = reports
 print(json.dumps(out))
 "#;
 
-fn reference(py: &str, control: &str, caps: &[&str]) -> serde_json::Value {
+fn reference(py: &str, control: &str, caps: &[&str], ignore: &[&str]) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("debian/tests")).unwrap();
     std::fs::write(dir.path().join("debian/control"), CONTROL).unwrap();
@@ -106,6 +108,7 @@ fn reference(py: &str, control: &str, caps: &[&str]) -> serde_json::Value {
         .args(["-c", SCRIPT])
         .arg(dir.path())
         .arg(caps.join(","))
+        .arg(ignore.join(","))
         .output()
         .unwrap();
     assert!(
@@ -116,11 +119,12 @@ fn reference(py: &str, control: &str, caps: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
-fn ours(control: &str, caps: &[&str]) -> serde_json::Value {
+fn ours(control: &str, caps: &[&str], ignore: &[&str]) -> serde_json::Value {
     let sc = SourceControl::parse("debian/control", CONTROL).unwrap();
     let tb = Testbed {
         arch: "amd64".into(),
         caps: caps.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(),
+        ignore: ignore.iter().map(|s| s.to_string()).collect(),
     };
     let mut out = serde_json::Map::new();
     match dep8::parse("debian/tests/control", control, &sc, &tb, &[]) {
@@ -153,20 +157,22 @@ fn parse_agrees_with_autopkgtests_testdesc() {
         return;
     };
     let mut differences = Vec::new();
-    for caps in [
-        &["root-on-testbed", "has_internet"][..],
-        &[
-            "root-on-testbed",
-            "revert",
-            "revert-full-system",
-            "isolation-machine",
-        ][..],
-    ] {
+    let plain = &["root-on-testbed", "has_internet"][..];
+    let full = &[
+        "root-on-testbed",
+        "revert",
+        "revert-full-system",
+        "isolation-machine",
+    ][..];
+    // the last: --ignore-restrictions with a missing capability's
+    // restriction, an unknown one and one the testbed meets anyway
+    let ignored = &["needs-reboot", "frobnicate", "isolation-machine"][..];
+    for (caps, ignore) in [(plain, &[][..]), (full, &[][..]), (plain, ignored)] {
         for case in CASES {
-            let (want, got) = (reference(py, case, caps), ours(case, caps));
+            let (want, got) = (reference(py, case, caps, ignore), ours(case, caps, ignore));
             if want != got {
                 differences.push(format!(
-                    "control:\n{case}caps {caps:?}\n  testdesc.py: {want}\n  adt-runner:  {got}"
+                    "control:\n{case}caps {caps:?} ignoring {ignore:?}\n  testdesc.py: {want}\n  adt-runner:  {got}"
                 ));
             }
         }

@@ -197,7 +197,7 @@ fn run_command(cfg: &Config, pick: &Pick, out: &Path) -> Command {
         c.arg("--trigger").arg(t);
     }
     if let Some(t) = &pick.request.testname {
-        c.arg("--testname").arg(t);
+        c.arg("--test-name").arg(t);
     }
     c.args(&cfg.run_args).arg("--output-dir").arg(out);
     c
