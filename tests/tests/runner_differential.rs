@@ -143,9 +143,18 @@ fn build_is_incidental(fixture: &Path) -> bool {
         })
 }
 
+/// The fixture's runner-args: one argument a line (blank lines skipped,
+/// leading and trailing blanks dropped, as run-reference's `read`), with
+/// `@FIXTURE@` standing for the fixture's directory.
 fn runner_args(src: &Path) -> Vec<String> {
     std::fs::read_to_string(src.join("runner-args"))
-        .map(|s| s.split_whitespace().map(String::from).collect())
+        .map(|s| {
+            s.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(|l| l.replace("@FIXTURE@", &src.display().to_string()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
