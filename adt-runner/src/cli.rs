@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::error::RunError;
+use crate::output::Destinations;
 use crate::pipeline::{self, Opener, Request};
 use crate::session::{Setup, Timeouts};
 use crate::source::Source;
@@ -37,6 +38,43 @@ impl Cli {
         }
         Ok(cli)
     }
+}
+
+/// Checks the loop's `run-args` as `adt-runner run` will take them: known
+/// options with valid values, and none that moves the output directory,
+/// log or summary (the loop chooses the directory and reads both there).
+pub fn check_run_args(run_args: &[String]) -> Result<(), String> {
+    let mut argv: Vec<&str> = vec!["adt-runner", "run", "SRC"];
+    if !run_args
+        .iter()
+        .any(|a| a == "--testbed" || a.starts_with("--testbed="))
+    {
+        argv.extend(["--testbed", "ssh:localhost"]);
+    }
+    argv.extend(run_args.iter().map(String::as_str));
+    let m = Cli::command().try_get_matches_from(argv).map_err(|e| {
+        let text = e.render().to_string();
+        text.lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("error: ")
+            .to_string()
+    })?;
+    let Some(("run", sub)) = m.subcommand() else {
+        unreachable!("argv names the run subcommand")
+    };
+    for (id, opt) in [
+        ("output_dir", "--output-dir"),
+        ("log_file", "--log-file"),
+        ("summary_file", "--summary-file"),
+    ] {
+        if sub.contains_id(id) {
+            return Err(format!(
+                "{opt} would move the run's output out of the results the loop keeps; the loop chooses the output directory itself"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// autopkgtest's `-U`: apt-get update (retried unless an apt source is
@@ -150,6 +188,17 @@ pub struct RunArgs {
     /// Output directory (created; must be empty).
     #[arg(long, short = 'o')]
     pub output_dir: Option<PathBuf>,
+    /// Write the log to this file (emptied first) instead of the output
+    /// directory's `log`.
+    #[arg(long, short = 'l', value_name = "LOGFILE")]
+    pub log_file: Option<PathBuf>,
+    /// Write the summary to this file (emptied first) instead of the
+    /// output directory's `summary`.
+    #[arg(long, value_name = "SUMMARY")]
+    pub summary_file: Option<PathBuf>,
+    /// Say nothing but warnings, errors and the test results.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
     /// Extra environment for the tests, `K=V` (repeatable).
     #[arg(long = "env")]
     pub env: Vec<String>,
@@ -332,7 +381,12 @@ fn run(args: &RunArgs, command_line: String) -> i32 {
     crate::signal::install();
     let req = Request {
         source,
-        output_dir: args.output_dir.clone(),
+        output: Destinations {
+            dir: args.output_dir.clone(),
+            log_file: args.log_file.clone(),
+            summary_file: args.summary_file.clone(),
+            quiet: args.quiet,
+        },
         env,
         only_tests: args.only_tests.clone(),
         skip_tests: args.skip_tests.clone(),

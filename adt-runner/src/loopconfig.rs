@@ -205,6 +205,11 @@ impl Config {
             Some(p) => read_file(p)?,
             None => File::default(),
         };
+        let run_args = file.run_args.clone().unwrap_or_default();
+        crate::cli::check_run_args(&run_args).map_err(|e| match &path {
+            Some(p) => format!("configuration {}: run-args: {e}", p.display()),
+            None => format!("run-args: {e}"),
+        })?;
         let mut mail = file.mail.clone().unwrap_or_default();
         if args.smtp.is_some() {
             mail.smtp = args.smtp.clone();
@@ -255,7 +260,7 @@ impl Config {
             teardown_command: file.teardown_command.or(file.revert_command.clone()),
             revert_command: file.revert_command,
             capabilities: file.capabilities.unwrap_or_default(),
-            run_args: file.run_args.unwrap_or_default(),
+            run_args,
             release: file.release.unwrap_or_else(default_release),
             arch: file.arch.unwrap_or_else(default_arch),
             idle_seconds: file.idle_seconds.unwrap_or(60),
@@ -369,6 +374,39 @@ mod tests {
         assert_eq!(
             Config::load(&args(&p)).unwrap().selector().autodep8,
             crate::autodep8::installed()
+        );
+    }
+
+    #[test]
+    fn run_args_may_not_move_the_output_the_loop_stores() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("runner.toml");
+        for bad in [
+            "\"-o\", \"/tmp/x\"",
+            "\"--output-dir=/tmp/x\"",
+            "\"-l\", \"/tmp/log\"",
+            "\"--log-file\", \"/tmp/log\"",
+            "\"--summary-file=/tmp/s\"",
+        ] {
+            std::fs::write(&p, format!("run-args = [\"-B\", {bad}]\n")).unwrap();
+            let e = Config::load(&args(&p)).unwrap_err();
+            assert!(
+                e.contains(&p.display().to_string()) && e.contains("run-args"),
+                "{bad}: {e}"
+            );
+        }
+        // a value that looks like an option is a value; typos are caught
+        std::fs::write(
+            &p,
+            "run-args = [\"-q\", \"--setup-commands=-o is fine here\"]\n",
+        )
+        .unwrap();
+        assert!(Config::load(&args(&p)).is_ok());
+        std::fs::write(&p, "run-args = [\"--timeout-tset\", \"5\"]\n").unwrap();
+        let e = Config::load(&args(&p)).unwrap_err();
+        assert!(
+            e.contains("run-args") && e.contains("--timeout-tset"),
+            "{e}"
         );
     }
 

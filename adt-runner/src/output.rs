@@ -14,12 +14,29 @@ use serde::Serialize;
 
 const PROG: &str = "adt-runner";
 
+/// Where a run's output goes, as autopkgtest's logging options say.
+#[derive(Debug, Clone, Default)]
+pub struct Destinations {
+    /// `--output-dir` (created; must be empty); none: a temporary one.
+    pub dir: Option<PathBuf>,
+    /// `--log-file`: the log there instead of in the output directory.
+    pub log_file: Option<PathBuf>,
+    /// `--summary-file`: the summary there instead of in the output
+    /// directory.
+    pub summary_file: Option<PathBuf>,
+    /// `--quiet`: no informational lines, no closing summary on stderr
+    /// (warnings, errors and test results still).
+    pub quiet: bool,
+}
+
 /// An output directory (given, or temporary and removed at the end).
 pub struct Output {
     pub dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
     log: File,
     summary: File,
+    summary_path: PathBuf,
+    quiet: bool,
 }
 
 fn clock() -> String {
@@ -33,7 +50,16 @@ fn clock() -> String {
 impl Output {
     /// Opens `dir` (created; must be empty), or a temporary directory.
     pub fn create(dir: Option<&Path>) -> Result<Output, String> {
-        let (dir, temp) = match dir {
+        Output::open(&Destinations {
+            dir: dir.map(Path::to_path_buf),
+            ..Destinations::default()
+        })
+    }
+
+    /// Opens the output directory and the log and summary where `to` says
+    /// (each emptied first, as autopkgtest does).
+    pub fn open(to: &Destinations) -> Result<Output, String> {
+        let (dir, temp) = match to.dir.as_deref() {
             Some(d) => {
                 fs::create_dir_all(d)
                     .map_err(|e| format!("cannot create --output-dir {}: {e}", d.display()))?;
@@ -52,17 +78,21 @@ impl Output {
                 (t.path().to_path_buf(), Some(t))
             }
         };
-        let open = |name: &str| {
-            File::create(dir.join(name))
-                .map_err(|e| format!("cannot create {}: {e}", dir.join(name).display()))
+        let open = |given: &Option<PathBuf>, name: &str| {
+            let path = given.clone().unwrap_or_else(|| dir.join(name));
+            File::create(&path)
+                .map(|f| (f, path.clone()))
+                .map_err(|e| format!("cannot create {}: {e}", path.display()))
         };
-        let log = open("log")?;
-        let summary = open("summary")?;
+        let (log, _) = open(&to.log_file, "log")?;
+        let (summary, summary_path) = open(&to.summary_file, "summary")?;
         Ok(Output {
             dir,
             _temp: temp,
             log,
             summary,
+            summary_path,
+            quiet: to.quiet,
         })
     }
 
@@ -78,6 +108,9 @@ impl Output {
 
     /// An informational line (`adt-runner [HH:MM:SS]: msg`).
     pub fn info(&self, msg: &str) {
+        if self.quiet {
+            return;
+        }
         self.to_stderr(&format!("{PROG} [{}]: {msg}\n", clock()));
     }
 
@@ -117,8 +150,11 @@ impl Output {
 
     /// Replays the summary on stderr (autopkgtest's closing block).
     pub fn show_summary(&self) {
+        if self.quiet {
+            return;
+        }
         self.info("@@@@@@@@@@@@@@@@@@@@ summary");
-        if let Ok(text) = fs::read(self.path("summary")) {
+        if let Ok(text) = fs::read(&self.summary_path) {
             let _ = io::stderr().write_all(&text);
             let _ = (&self.log).write_all(&text);
         }
@@ -258,6 +294,43 @@ mod tests {
         assert!(fs::read_to_string(o.path("log"))
             .unwrap()
             .contains("smoke                PASS\n"));
+    }
+
+    #[test]
+    fn log_and_summary_files_replace_the_output_dirs_and_quiet_drops_info() {
+        let d = tempfile::tempdir().unwrap();
+        let to = Destinations {
+            dir: Some(d.path().join("out")),
+            log_file: Some(d.path().join("my.log")),
+            summary_file: Some(d.path().join("my.summary")),
+            quiet: true,
+        };
+        fs::write(d.path().join("my.summary"), "stale\n").unwrap();
+        let o = Output::open(&to).unwrap();
+        o.info("not for quiet runs");
+        o.error("an error");
+        o.report("smoke", "PASS");
+        o.show_summary();
+        let read = |n: &str| fs::read_to_string(d.path().join(n)).unwrap();
+        assert_eq!(read("my.summary"), "smoke                PASS\n");
+        let log = read("my.log");
+        assert!(log.contains("ERROR: an error\n") && log.contains("smoke                PASS\n"));
+        assert!(
+            !log.contains("not for quiet runs") && !log.contains("@@@@"),
+            "{log}"
+        );
+        // the output directory holds neither
+        assert!(!d.path().join("out/log").exists() && !d.path().join("out/summary").exists());
+        let e = Output::open(&Destinations {
+            summary_file: Some(d.path().join("no/such/dir/s")),
+            ..Destinations::default()
+        })
+        .err()
+        .unwrap();
+        assert!(
+            e.starts_with("cannot create ") && e.contains("no/such/dir/s"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::binaries::Binaries;
 use crate::deb822::Stanza;
 use crate::dep8::{self, InvalidControl, Parsed, SourceControl, Test};
 use crate::error::RunError;
-use crate::output::{Output, TestInfo};
+use crate::output::{Destinations, Output, TestInfo};
 use crate::run::{self, Tree};
 use crate::session::{Session, Setup, Timeouts};
 use crate::source::{self, Source, Unpacked};
@@ -36,7 +36,8 @@ use crate::verdict::{ExitStatus, NeedsInternet, Verdict, ERROR};
 /// Everything `adt-runner run` was asked.
 pub struct Request {
     pub source: Source,
-    pub output_dir: Option<PathBuf>,
+    /// `--output-dir`, `--log-file`, `--summary-file`, `--quiet`.
+    pub output: Destinations,
     pub env: Vec<String>,
     pub only_tests: Vec<String>,
     pub skip_tests: Vec<String>,
@@ -72,7 +73,7 @@ struct Run<'a> {
 /// Runs the request; returns the exit code.
 pub fn run(req: &Request, open: Opener) -> i32 {
     let started = Instant::now();
-    let out = match Output::create(req.output_dir.as_deref()) {
+    let out = match Output::open(&req.output) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("adt-runner: ERROR: {e}");
