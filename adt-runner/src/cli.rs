@@ -260,6 +260,22 @@ pub struct RunArgs {
     /// failure as a skip (try), or skip them (skip).
     #[arg(long, value_enum, default_value = "run")]
     pub needs_internet: InternetArg,
+    /// Run tests (those without needs-root) and builds as USER (needs
+    /// root on the testbed) instead of the login user or one made for the
+    /// run.
+    #[arg(long, short = 'u')]
+    pub user: Option<String>,
+    /// Command to gain root during the package build, passed to
+    /// dpkg-buildpackage -r.
+    #[arg(long, value_name = "GAINROOT")]
+    pub gain_root: Option<String>,
+    /// Set LANG for builds and tests to LANGVAL (default: C.UTF-8).
+    #[arg(long, value_name = "LANGVAL")]
+    pub set_lang: Option<String>,
+    /// Check the test control file and exit (after the build, if any:
+    /// give -B to skip it).
+    #[arg(long, short = 'V')]
+    pub validate: bool,
     /// Multiply the timeouts not given explicitly by this.
     #[arg(long, value_name = "F", default_value_t = 1.0)]
     pub timeout_factor: f64,
@@ -305,6 +321,7 @@ impl RunArgs {
                 .iter()
                 .map(|c| parse_copy(c))
                 .collect::<Result<_, _>>()?,
+            user: self.user.clone(),
         })
     }
 
@@ -360,10 +377,13 @@ fn run(args: &RunArgs, command_line: String) -> i32 {
     if let Some(bad) = args.env.iter().find(|e| !e.contains('=')) {
         return fail(format!("--env {bad:?}: expected K=V"));
     }
-    let env = match crate::select::trigger_env(&args.env, &args.triggers) {
+    let mut env = match crate::select::trigger_env(&args.env, &args.triggers) {
         Ok(env) => env,
         Err(m) => return fail(format!("--trigger: {m}")),
     };
+    if let Some(lang) = &args.set_lang {
+        env.push(format!("LANG={lang}"));
+    }
     if !(args.timeout_factor.is_finite() && args.timeout_factor > 0.0) {
         return fail(format!(
             "--timeout-factor {}: expected a positive number",
@@ -403,6 +423,8 @@ fn run(args: &RunArgs, command_line: String) -> i32 {
             InternetArg::Try => NeedsInternet::Try,
             InternetArg::Skip => NeedsInternet::Skip,
         },
+        gain_root: args.gain_root.clone(),
+        validate: args.validate,
         command_line,
     };
     pipeline::run(&req, opener)

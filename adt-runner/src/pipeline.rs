@@ -12,7 +12,8 @@
 //! - debian/tests/control lines that are not deb822 and fields given twice
 //!   are errors (python-debian ignores the first and keeps the last);
 //! - not supported: .changes and git sources, apt sources, pockets and
-//!   pinning, `--user`, `--shell`, reboot.
+//!   pinning (`--add-apt-source`, `--pin-packages`, ...), `--shell`,
+//!   `--shell-fail`, reboot.
 //!
 //! Not for: any single step (see `source`, `apt`, `run`, `dep8`).
 
@@ -54,6 +55,10 @@ pub struct Request {
     pub ignore_restrictions: Vec<String>,
     /// `--needs-internet`.
     pub needs_internet: NeedsInternet,
+    /// `--gain-root`: dpkg-buildpackage's `-r` command.
+    pub gain_root: Option<String>,
+    /// `--validate`: stop once the tests are read.
+    pub validate: bool,
     pub command_line: String,
 }
 
@@ -237,6 +242,7 @@ impl Run<'_> {
                 stanza.as_ref(),
                 &self.req.env,
                 self.req.build_parallel.as_deref(),
+                self.req.gain_root.as_deref(),
             )?;
         }
         let host_tree = self.work.path().join("tests-tree");
@@ -248,6 +254,11 @@ impl Run<'_> {
             self.binaries.registered.extend(built);
         }
         let parsed = self.parse(&host_tree, sess, &self.req.only_tests)?;
+        if self.req.validate {
+            self.out.report("*", "Test specification is valid");
+            self.out.show_summary();
+            return Ok(());
+        }
         if !parsed.skipped.is_empty() {
             self.status.record_parse_skips();
         }

@@ -177,6 +177,13 @@ fn test_command(
         sess.timeouts.test
     );
     let root = sess.caps.contains("root-on-testbed");
+    if !test.has("needs-root") && !sess.user.is_empty() && !root {
+        // only a --user can be set without root (autopkgtest's words)
+        return Err(RunError::Error(format!(
+            "cannot change to user {} without root-on-testbed",
+            sess.user
+        )));
+    }
     let user = if !test.has("needs-root") && !sess.user.is_empty() {
         if test.has("rw-build-tree") {
             sess.check(&format!(

@@ -121,6 +121,9 @@ pub struct Setup {
     pub boot_commands: Vec<String>,
     /// Host file or directory, testbed path: copied in before `commands`.
     pub copies: Vec<(PathBuf, String)>,
+    /// `--user`: the user tests and builds run as, instead of the login
+    /// user or one made for the run.
+    pub user: Option<String>,
 }
 
 /// The exit status with which a setup command says the package, not the
@@ -212,6 +215,9 @@ impl Session {
         s.caps = caps;
         if login != "root" && s.caps.contains("root-on-testbed") {
             s.user = login;
+        }
+        if let Some(u) = &s.setup.user {
+            s.user = u.clone();
         }
         let made = s.capture("d=$(mktemp --directory --tmpdir adt-runner.XXXXXX) && chmod 1777 \"$d\" && echo \"$d\"", Kind::Short)?;
         s.scratch = String::from_utf8_lossy(&made.1).trim().to_string();

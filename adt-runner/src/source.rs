@@ -317,6 +317,8 @@ pub fn changelog_head(text: &str) -> Option<(String, String)> {
 /// Installs the build dependencies named in `source_stanza` and builds
 /// with dpkg-buildpackage, keeping patches applied, with the `--env`
 /// variables `env` (`K=V`) set, as autopkgtest sets them for the build.
+/// `gain_root`: `--gain-root`, dpkg-buildpackage's `-r` (then fakeroot is
+/// not installed).
 pub fn build(
     sess: &Session,
     out: &Output,
@@ -324,6 +326,7 @@ pub fn build(
     source_stanza: Option<&deb822::Stanza>,
     env: &[String],
     build_parallel: Option<&str>,
+    gain_root: Option<&str>,
 ) -> Result<(), RunError> {
     let field = |f: &str| {
         source_stanza
@@ -332,7 +335,7 @@ pub fn build(
             .to_string()
     };
     let mut essential = vec!["build-essential"];
-    if !sess.user.is_empty() || !sess.caps.contains("root-on-testbed") {
+    if gain_root.is_none() && (!sess.user.is_empty() || !sess.caps.contains("root-on-testbed")) {
         essential.push("fakeroot");
     }
     let deps = format!(
@@ -358,8 +361,10 @@ pub fn build(
         .iter()
         .map(|e| format!("export {}; ", quote(e)))
         .collect();
+    // appended as autopkgtest appends it: unquoted, for the shell
+    let gain_root = gain_root.map(|g| format!(" -r{g}")).unwrap_or_default();
     let lines = [
-        format!("{exports}DEB_BUILD_OPTIONS=\"parallel={nproc} $DEB_BUILD_OPTIONS\" dpkg-buildpackage -us -uc -b"),
+        format!("{exports}DEB_BUILD_OPTIONS=\"parallel={nproc} $DEB_BUILD_OPTIONS\" dpkg-buildpackage -us -uc -b{gain_root}"),
         "dpkg-source --before-build .".to_string(),
     ];
     rules_command(sess, out, &lines, "build", &unpacked.dir, Some(0))?;
