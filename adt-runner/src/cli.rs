@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::error::RunError;
 use crate::output::Destinations;
@@ -31,8 +31,12 @@ impl Cli {
     /// Parses the process's arguments, keeping `--setup-commands` and
     /// `-U` in the order given (as autopkgtest appends both to one list).
     pub fn try_parse_ordered() -> Result<Cli, clap::Error> {
-        let m = Cli::command().try_get_matches()?;
-        let mut cli = Cli::from_arg_matches(&m)?;
+        Cli::from_matches(&Cli::command().try_get_matches()?)
+    }
+
+    /// `m` as a `Cli`, the setup commands of `run` in command-line order.
+    fn from_matches(m: &ArgMatches) -> Result<Cli, clap::Error> {
+        let mut cli = Cli::from_arg_matches(m)?;
         if let (Command::Run(args), Some(("run", sub))) = (&mut cli.command, m.subcommand()) {
             args.setup_commands = ordered_setup_commands(sub);
         }
@@ -135,14 +139,6 @@ fn parse_copy(arg: &str) -> Result<(PathBuf, String), String> {
         return Err(format!("--copy host path {host} does not exist"));
     }
     Ok((PathBuf::from(host), tb.to_string()))
-}
-
-/// `--needs-internet`.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum InternetArg {
-    Run,
-    Try,
-    Skip,
 }
 
 #[derive(Debug, Subcommand)]
@@ -259,7 +255,7 @@ pub struct RunArgs {
     /// Tests with needs-internet: run them (run), run them and count a
     /// failure as a skip (try), or skip them (skip).
     #[arg(long, value_enum, default_value = "run")]
-    pub needs_internet: InternetArg,
+    pub needs_internet: NeedsInternet,
     /// Run tests (those without needs-root) and builds as USER (needs
     /// root on the testbed) instead of the login user or one made for the
     /// run.
@@ -418,11 +414,7 @@ fn run(args: &RunArgs, command_line: String) -> i32 {
         build_parallel: args.build_parallel.clone(),
         setup,
         ignore_restrictions: args.ignore_restrictions.clone(),
-        needs_internet: match args.needs_internet {
-            InternetArg::Run => NeedsInternet::Run,
-            InternetArg::Try => NeedsInternet::Try,
-            InternetArg::Skip => NeedsInternet::Skip,
-        },
+        needs_internet: args.needs_internet,
         gain_root: args.gain_root.clone(),
         validate: args.validate,
         command_line,
@@ -438,18 +430,10 @@ mod tests {
         let mut full = vec!["adt-runner", "run", "src", "--testbed", "ssh:h"];
         full.extend_from_slice(argv);
         let m = Cli::command().try_get_matches_from(full).unwrap();
-        let mut cli = Cli::from_arg_matches(&m).unwrap();
-        let Command::Run(mut args) = cli.command else {
+        let Command::Run(args) = Cli::from_matches(&m).unwrap().command else {
             unreachable!()
         };
-        if let Some(("run", sub)) = m.subcommand() {
-            args.setup_commands = ordered_setup_commands(sub);
-        }
-        cli.command = Command::Run(args);
-        match cli.command {
-            Command::Run(a) => *a,
-            _ => unreachable!(),
-        }
+        *args
     }
 
     #[test]

@@ -50,7 +50,7 @@ fn failed(test: &Test, reason: String) -> Verdict {
 
 /// How tests with `needs-internet` are run (autopkgtest's
 /// `--needs-internet`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum NeedsInternet {
     /// As any other test (the default).
     #[default]
