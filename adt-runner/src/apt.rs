@@ -5,11 +5,14 @@
 //!
 //! Not for: deciding which dependencies a test has (`dep8`).
 
+use crate::aptconf;
 use crate::deps;
 use crate::error::RunError;
 use crate::output::Output;
 use crate::session::{Kind, Session};
 use crate::ssh::quote;
+
+const UNSATISFIABLE_PINNED: &str = "Test dependencies are unsatisfiable. A common reason is that the requested apt pinning prevented dependencies from the non-default suite to be installed. In that case you need to add those dependencies to the pinning list.";
 
 const UNSATISFIABLE: &str = "Test dependencies are unsatisfiable. A common reason is that your testbed is out of date with respect to the archive, and you need to use a current testbed or run apt-get update or use -U.";
 
@@ -146,37 +149,49 @@ fn install_apt(
     let unpack = format!("dpkg --unpack {} >/dev/null", quote(&deb));
     sess.check(&format!("{build} && {unpack}"))?;
     let mut retries = 3;
-    let ok = loop {
-        let (mut rc, mut status_fd) =
-            apt_install(sess, out, "--fix-broken", lasting, Resolver::Quiet)?;
-        if rc == 0 {
-            // the explicit install of own packages only provided so far
-            // fails (or is retried) like the main one
-            (rc, status_fd) = install_synthesised(sess, out, synth, lasting)?;
-        }
-        if rc != 0 && status_fd.contains("dlstatus:") && !status_fd.contains("pmstatus:") {
-            retries -= 1;
-            if retries == 0 {
-                return Err(RunError::Testbed(
-                    "apt repeatedly failed to download packages".into(),
-                ));
+    let ok = 'attempts: loop {
+        let ok = loop {
+            let (mut rc, mut status_fd) =
+                apt_install(sess, out, "--fix-broken", lasting, Resolver::Quiet)?;
+            if rc == 0 {
+                // the explicit install of own packages only provided so far
+                // fails (or is retried) like the main one
+                (rc, status_fd) = install_synthesised(sess, out, synth, lasting)?;
             }
-            out.warning("apt failed to download packages, retrying in 10s...");
-            std::thread::sleep(std::time::Duration::from_secs(10));
-            sess.check(&unpack)?;
-            continue;
+            if rc != 0 && status_fd.contains("dlstatus:") && !status_fd.contains("pmstatus:") {
+                retries -= 1;
+                if retries == 0 {
+                    return Err(RunError::Testbed(
+                        "apt repeatedly failed to download packages".into(),
+                    ));
+                }
+                out.warning("apt failed to download packages, retrying in 10s...");
+                std::thread::sleep(std::time::Duration::from_secs(10));
+                sess.check(&unpack)?;
+                continue;
+            }
+            if rc != 0 {
+                break false;
+            }
+            break sess
+                .capture(
+                    "dpkg --status autopkgtest-satdep >/dev/null 2>&1",
+                    Kind::Short,
+                )?
+                .0
+                .code
+                == 0;
+        };
+        if !ok {
+            // under --apt-pocket or --pin-packages pinning, retry with one
+            // release's pinning less, as autopkgtest does
+            if let Some(release) = aptconf::fall_back(sess, sess.apt_setup())? {
+                out.warning(&format!("Test dependencies are unsatisfiable with using apt pinning. Retrying with using all packages from {release}"));
+                sess.check(&unpack)?;
+                continue 'attempts;
+            }
         }
-        if rc != 0 {
-            break false;
-        }
-        break sess
-            .capture(
-                "dpkg --status autopkgtest-satdep >/dev/null 2>&1",
-                Kind::Short,
-            )?
-            .0
-            .code
-            == 0;
+        break ok;
     };
     if !ok {
         out.warning("Test dependencies are unsatisfiable - calling apt install on test deps directly for further data about failing dependencies in test logs");
@@ -187,7 +202,14 @@ fn install_apt(
             lasting,
             Resolver::Traced,
         )?;
-        return Err(RunError::BadPkg(UNSATISFIABLE.into()));
+        return Err(RunError::BadPkg(
+            if sess.apt_setup().fallback {
+                UNSATISFIABLE
+            } else {
+                UNSATISFIABLE_PINNED
+            }
+            .into(),
+        ));
     }
     if lasting == Lasting::Throwaway {
         sess.exec_shown("dpkg --purge autopkgtest-satdep", Kind::Install, out)?;

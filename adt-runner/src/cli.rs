@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use crate::aptconf::AptSetup;
 use crate::error::RunError;
 use crate::output::Destinations;
 use crate::pipeline::{self, Opener, Request};
@@ -77,6 +78,13 @@ pub fn check_run_args(run_args: &[String]) -> Result<(), String> {
                 "{opt} would move the run's output out of the results the loop keeps; the loop chooses the output directory itself"
             ));
         }
+    }
+    if let Ok(Cli {
+        command: Command::Run(args),
+        ..
+    }) = Cli::from_matches(&m)
+    {
+        args.apt_setup()?;
     }
     Ok(())
 }
@@ -244,6 +252,30 @@ pub struct RunArgs {
     /// (repeatable), before the setup commands.
     #[arg(long, value_name = "HOSTPATH:TESTBEDPATH")]
     pub copy: Vec<String>,
+    /// Add this apt source line to the testbed (repeatable), after the
+    /// copies and before the setup commands.
+    #[arg(long, value_name = "\"deb http://MIRROR SUITE COMPONENT...\"")]
+    pub add_apt_source: Vec<String>,
+    /// Add deb and deb-src lines for RELEASE, on the mirror and with the
+    /// components of the testbed's first apt source (repeatable).
+    #[arg(long, value_name = "RELEASE")]
+    pub add_apt_release: Vec<String>,
+    /// Pin these packages (src:NAME: the binaries of source NAME) to
+    /// RELEASE, and the others to the default release (repeatable).
+    #[arg(long, value_name = "RELEASE=PKG,src:NAME,...")]
+    pub pin_packages: Vec<String>,
+    /// Add apt sources for the pocket DEFAULT-RELEASE-POCKET of every http,
+    /// https or file source; with packages, pin them to it (repeatable).
+    #[arg(long, value_name = "POCKET[=PKG,src:NAME,...]")]
+    pub apt_pocket: Vec<String>,
+    /// The release the packages not pinned come from (default: the release
+    /// of the testbed's first apt source).
+    #[arg(long, value_name = "SUITE_OR_CODENAME")]
+    pub apt_default_release: Option<String>,
+    /// When test dependencies cannot be installed under the pinning of
+    /// --apt-pocket or --pin-packages, fail instead of retrying without it.
+    #[arg(long)]
+    pub no_apt_fallback: bool,
     /// Run tests even if these restrictions would keep them from running
     /// here (comma-separated, repeatable).
     #[arg(
@@ -318,7 +350,22 @@ impl RunArgs {
                 .map(|c| parse_copy(c))
                 .collect::<Result<_, _>>()?,
             user: self.user.clone(),
+            apt: self.apt_setup()?,
         })
+    }
+
+    /// The apt sources and pinning options, checked.
+    fn apt_setup(&self) -> Result<AptSetup, String> {
+        let apt = AptSetup {
+            sources: self.add_apt_source.clone(),
+            releases: self.add_apt_release.clone(),
+            pockets: self.apt_pocket.clone(),
+            pins: self.pin_packages.clone(),
+            default_release: self.apt_default_release.clone(),
+            fallback: !self.no_apt_fallback,
+        };
+        apt.check()?;
+        Ok(apt)
     }
 
     fn opener(&self) -> Result<Opener<'_>, String> {
@@ -425,6 +472,33 @@ fn run(args: &RunArgs, command_line: String) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn apt_options_are_read_and_checked() {
+        let a = run_args(&[
+            "--add-apt-source=deb [trusted=yes] file:/srv/r ./",
+            "--add-apt-release=trixie",
+            "--apt-pocket=backports=foo,src:bar",
+            "--pin-packages=unstable=baz",
+            "--apt-default-release=stable",
+            "--no-apt-fallback",
+        ]);
+        let apt = a.apt_setup().unwrap();
+        assert_eq!(apt.sources, ["deb [trusted=yes] file:/srv/r ./"]);
+        assert_eq!(apt.releases, ["trixie"]);
+        assert_eq!(apt.pockets, ["backports=foo,src:bar"]);
+        assert_eq!(apt.pins, ["unstable=baz"]);
+        assert_eq!(apt.default_release.as_deref(), Some("stable"));
+        assert!(!apt.fallback);
+        assert!(run_args(&[]).apt_setup().unwrap().fallback);
+        // the loop refuses a bad value when it reads its configuration
+        let e = check_run_args(&["--pin-packages=unstable".into()]).unwrap_err();
+        assert!(
+            e.contains("--pin-packages unstable: expected RELEASE="),
+            "{e}"
+        );
+        assert!(check_run_args(&["--pin-packages=unstable=src:foo".into()]).is_ok());
+    }
 
     fn run_args(argv: &[&str]) -> RunArgs {
         let mut full = vec!["adt-runner", "run", "src", "--testbed", "ssh:h"];

@@ -10,6 +10,7 @@
 //! `output`.
 
 pub mod apt;
+pub mod aptconf;
 pub mod autodep8;
 pub mod binaries;
 pub mod cli;

@@ -11,9 +11,8 @@
 //!   uses dpkg-dev without declaring it passes there and fails here);
 //! - debian/tests/control lines that are not deb822 and fields given twice
 //!   are errors (python-debian ignores the first and keeps the last);
-//! - not supported: .changes and git sources, apt sources, pockets and
-//!   pinning (`--add-apt-source`, `--pin-packages`, ...), `--shell`,
-//!   `--shell-fail`, reboot.
+//! - not supported: .changes and git sources, `--shell`, `--shell-fail`,
+//!   reboot.
 //!
 //! Not for: any single step (see `source`, `apt`, `run`, `dep8`).
 

@@ -6,10 +6,12 @@
 //! Not for: transport (`ssh`), testbed life cycle (`testbed`, `xen`), or
 //! what the commands are for (`apt`, `source`, `run`).
 
+use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use crate::aptconf::{self, AptSetup};
 use crate::error::RunError;
 use crate::output::Output;
 use crate::ssh::{quote, Exit};
@@ -124,6 +126,8 @@ pub struct Setup {
     /// `--user`: the user tests and builds run as, instead of the login
     /// user or one made for the run.
     pub user: Option<String>,
+    /// apt sources and pinning, set up after the copies.
+    pub apt: AptSetup,
 }
 
 /// The exit status with which a setup command says the package, not the
@@ -157,6 +161,12 @@ pub struct Session {
     deps_installed: Vec<String>,
     pub timeouts: Timeouts,
     setup: Setup,
+    /// The release apt sources name first (or `--apt-default-release`),
+    /// found once and kept across reverts, as autopkgtest keeps it.
+    pub default_release: RefCell<Option<String>>,
+    /// Releases pinned at the last opening, for the fallback to drop one
+    /// by one.
+    pub pinned: RefCell<Vec<String>>,
 }
 
 impl Session {
@@ -188,6 +198,8 @@ impl Session {
             deps_installed: Vec::new(),
             timeouts,
             setup,
+            default_release: RefCell::new(None),
+            pinned: RefCell::new(Vec::new()),
         };
         if !sudo {
             caps.insert("root-on-testbed".into());
@@ -259,7 +271,8 @@ impl Session {
     /// autopkgtest's `run_setup_commands`: `--copy`, then
     /// `--setup-commands`.
     fn run_setup(&mut self, out: &Output) -> Result<(), RunError> {
-        if self.setup.commands.is_empty() && self.setup.copies.is_empty() {
+        self.pinned.borrow_mut().clear();
+        if self.setup.commands.is_empty() && self.setup.copies.is_empty() && !self.setup.apt.any() {
             return Ok(());
         }
         out.info("@@@@@@@@@@@@@@@@@@@@ test bed setup");
@@ -267,6 +280,9 @@ impl Session {
             tracing::debug!("copying file {} to testbed {tb}", host.display());
             self.copy_down(&host, &tb)?;
         }
+        let apt = self.setup.apt.clone();
+        let pinned = aptconf::apply(self, &apt)?;
+        *self.pinned.borrow_mut() = pinned;
         let commands = self.setup.commands.clone();
         self.run_setup_commands(out, &commands, "AUTOPKGTEST_IS_SETUP_COMMAND", "")
     }
@@ -472,6 +488,11 @@ impl Session {
     }
 
     /// Whether the testbed can revert (to the state it was opened in).
+    /// The run's apt sources and pinning options.
+    pub fn apt_setup(&self) -> &AptSetup {
+        &self.setup.apt
+    }
+
     pub fn can_revert(&self) -> bool {
         self.caps.contains("revert")
     }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::apt;
+use crate::aptconf;
 use crate::deb822;
 use crate::error::RunError;
 use crate::output::Output;
@@ -163,7 +164,11 @@ pub fn rules_command(
 /// unpacks it in an empty build directory.
 fn copy_in(sess: &Session, src: &Source) -> Result<String, RunError> {
     match src {
-        Source::Apt(name) => Ok(apt_source_command(name)),
+        Source::Apt(name) => Ok(aptconf::apt_source_command(
+            name,
+            &sess.machine.arch,
+            sess.apt_setup(),
+        )),
         Source::Dsc(dsc) => {
             let name = dsc
                 .file_name()
@@ -193,16 +198,6 @@ fn copy_in(sess: &Session, src: &Source) -> Result<String, RunError> {
             ))
         }
     }
-}
-
-fn apt_source_command(name: &str) -> String {
-    let n = quote(name);
-    format!(
-        "OUT=$(apt-get source -d -q --only-source {n} 2>&1) || RC=$?; \
-         if [ -n \"$RC\" ]; then if echo \"$OUT\" | grep -q \"Unable to find a source package\"; then exit 1; else exit $RC; fi; fi; \
-         echo \"$OUT\" | grep ^Get: || true; \
-         dpkg-source -x {n}_*.dsc src >/dev/null"
-    )
 }
 
 /// The unpacked source in the testbed.
