@@ -84,6 +84,19 @@ impl AptSetup {
                 ));
             }
         }
+        let lists = (self.pins.iter().map(|p| ("--pin-packages", p)))
+            .chain(self.pockets.iter().map(|p| ("--apt-pocket", p)))
+            .filter_map(|(o, p)| p.split_once('=').map(|(_, l)| (o, p, l)));
+        for (opt, value, list) in lists {
+            for item in list.split(',').map(str::trim) {
+                let name = item.strip_prefix("src:").unwrap_or(item);
+                if !is_package_name(name) {
+                    return Err(format!(
+                        "{opt} {value}: {item:?} is not a package name (or src: and a source name)"
+                    ));
+                }
+            }
+        }
         for s in &self.sources {
             if s.contains('\n') {
                 return Err(format!("--add-apt-source {s:?}: more than one line"));
@@ -91,6 +104,14 @@ impl AptSetup {
         }
         Ok(())
     }
+}
+
+/// A Debian package name: lower case letters, digits, `+`, `-` and `.`,
+/// starting with a letter or digit.
+fn is_package_name(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
 }
 
 /// Sets the testbed's apt up as autopkgtest does, in its order. Returns the
@@ -431,6 +452,19 @@ mod tests {
         assert!(a.check().unwrap_err().contains("--apt-pocket =foo"));
         a.pockets = vec!["proposed; rm -rf /".into()];
         assert!(a.check().unwrap_err().contains("not a release name"));
+        a.pockets = vec!["backports=foo,src:$(reboot)".into()];
+        assert!(a
+            .check()
+            .unwrap_err()
+            .contains("\"src:$(reboot)\" is not a package name"));
+        a.pins = vec!["unstable=foo bar".into()];
+        a.pockets = vec![];
+        assert!(a
+            .check()
+            .unwrap_err()
+            .contains("\"foo bar\" is not a package name"));
+        a.pins = vec!["unstable=libg++2.8,src:gcc-12".into()];
+        assert!(a.check().is_ok());
         a.pockets = vec!["backports=foo".into()];
         a.sources = vec!["deb x y\ndeb z".into()];
         assert!(a.check().unwrap_err().contains("more than one line"));
