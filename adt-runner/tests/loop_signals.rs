@@ -222,6 +222,28 @@ fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// `wait_for`, with the loop's log (`log` under the service's directory)
+/// and the running package's log in the message when it times out.
+fn wait_logged(svc: &Service, log: &str, what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        if start.elapsed() >= Duration::from_secs(secs) {
+            let running: Vec<String> = std::fs::read_dir(svc.path("results/.work"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| std::fs::read_to_string(e.path().join("out/log")).ok())
+                .collect();
+            panic!(
+                "timed out waiting for {what}; loop log:\n{}\nrunning:\n{}",
+                std::fs::read_to_string(svc.path(log)).unwrap_or_default(),
+                running.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn wait_exit(child: &mut Child, secs: u64) -> i32 {
     let mut code = None;
     wait_for("the loop to exit", secs, || {
@@ -475,13 +497,13 @@ fn sighup_during_a_run_takes_effect_after_that_package() {
         svc.path("queue").display()
     );
     let mut lp = svc.start("loop.log");
-    wait_for("the second test to start", 120, || {
+    wait_logged(&svc, "loop.log", "the second test to start", 120, || {
         svc.running_log_has("LOOP-SECOND-STARTED")
     });
     // Mail goes elsewhere from now on, but only after this package.
     svc.configure_mail_to(&tb, &selector, "reloaded.example.org", "");
     signal(&lp, Signal::SIGHUP);
-    wait_for("the third to be stored", 180, || {
+    wait_logged(&svc, "loop.log", "the third to be stored", 180, || {
         !svc.results("adt-loop-third").is_empty()
     });
     signal(&lp, Signal::SIGTERM);

@@ -161,9 +161,14 @@ impl Drop for Smtp {
 }
 
 const PARSE_MAILDIR: &str = r#"
-import email, email.policy, gzip, json, mailbox, sys
+import email, email.policy, gzip, json, mailbox, re, sys
 out = []
-for key, m in sorted(mailbox.Maildir(sys.argv[1], create=False).items(), key=lambda kv: kv[1]["Date"] or ""):
+# In the order of delivery: Python's Maildir names a message
+# SECONDS.MMICROSECONDSPpid..., the Date header has whole seconds only.
+def delivered(kv):
+    t = re.match(r"(\d+)\.M(\d+)P", kv[0])
+    return (int(t[1]), int(t[2])) if t else (0, 0)
+for key, m in sorted(mailbox.Maildir(sys.argv[1], create=False).items(), key=delivered):
     m = email.message_from_bytes(m.as_bytes(), policy=email.policy.default)
     body = m.get_body(preferencelist=("plain",))
     atts = []
