@@ -99,6 +99,19 @@ struct Service {
     dir: tempfile::TempDir,
     notify: UnixDatagram,
     smtp: common::Smtp,
+    /// Loops started, killed on drop if a failed test left one running.
+    started: std::cell::RefCell<Vec<i32>>,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        for pid in self.started.borrow().iter() {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains("loop") {
+                let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+            }
+        }
+    }
 }
 
 impl Service {
@@ -108,7 +121,12 @@ impl Service {
         let notify = UnixDatagram::bind(dir.path().join("notify")).unwrap();
         notify.set_nonblocking(true).unwrap();
         let smtp = common::Smtp::start(common::free_port(), &dir.path().join("maildir"));
-        let s = Service { dir, notify, smtp };
+        let s = Service {
+            dir,
+            notify,
+            smtp,
+            started: Default::default(),
+        };
         s.configure(
             tb,
             &format!(
@@ -154,7 +172,11 @@ impl Service {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(EXE);
+        self.command_of(Path::new(EXE), args)
+    }
+
+    fn command_of(&self, exe: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(exe);
         c.args(args)
             .arg("--config")
             .arg(self.path("runner.toml"))
@@ -164,12 +186,20 @@ impl Service {
     }
 
     fn start(&self, log: &str) -> Child {
+        self.start_from(Path::new(EXE), log)
+    }
+
+    /// The loop run from `exe` (a copy of the program, say).
+    fn start_from(&self, exe: &Path, log: &str) -> Child {
         let f = std::fs::File::create(self.path(log)).unwrap();
-        self.command(&["loop"])
+        let child = self
+            .command_of(exe, &["loop"])
             .stderr(f)
             .stdout(Stdio::null())
             .spawn()
-            .unwrap()
+            .unwrap();
+        self.started.borrow_mut().push(child.id() as i32);
+        child
     }
 
     /// Stored result directories of `source`.
@@ -527,4 +557,40 @@ fn sighup_during_a_run_takes_effect_after_that_package() {
     let stored = log.find("adt-loop-second 1.0: PASS").expect(&log);
     let reloaded = log.find("configuration reloaded").expect(&log);
     assert!(stored < reloaded, "reloaded after the package: {log}");
+}
+
+#[test]
+fn the_loop_goes_on_when_an_upgrade_replaces_its_binary() {
+    let tb = match Testbed::start() {
+        Ok(t) => t,
+        Err(why) => return adt_systest::skip(&why),
+    };
+    let svc = Service::new(
+        &tb,
+        &[
+            queue_line("second", r#"{"env": ["LOOP_SLEEP=6"]}"#),
+            queue_line("third", ""),
+        ],
+    );
+    // The loop runs from a copy, which is then replaced the way dpkg
+    // installs a new version: the new file renamed over the old.
+    let bin = svc.path("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let exe = bin.join("adt-runner");
+    std::fs::copy(EXE, &exe).unwrap();
+    let mut lp = svc.start_from(&exe, "loop.log");
+    wait_logged(&svc, "loop.log", "the second test to start", 120, || {
+        svc.running_log_has("LOOP-SECOND-STARTED")
+    });
+    std::fs::copy(EXE, bin.join("adt-runner.dpkg-new")).unwrap();
+    std::fs::rename(bin.join("adt-runner.dpkg-new"), &exe).unwrap();
+    wait_logged(&svc, "loop.log", "the third to be stored", 180, || {
+        !svc.results("adt-loop-third").is_empty()
+    });
+    signal(&lp, Signal::SIGTERM);
+    let code = wait_exit(&mut lp, 120);
+    let log = std::fs::read_to_string(svc.path("loop.log")).unwrap();
+    assert_eq!(code, 0, "{log}");
+    assert!(!log.contains("cannot start"), "{log}");
+    assert_eq!(svc.results("adt-loop-second").len(), 1, "{log}");
 }

@@ -170,10 +170,23 @@ fn idle(cfg: &Config) {
     }
 }
 
+/// This program's path, to run `adt-runner run` with. When the file was
+/// replaced while the loop runs (a package upgrade renames the new binary
+/// over the old), the kernel names the old one "PATH (deleted)": the new
+/// one at PATH is run, rather than nothing until the service restarts.
+fn own_exe() -> PathBuf {
+    let Ok(exe) = std::env::current_exe() else {
+        return "adt-runner".into();
+    };
+    match exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
+        Some(path) if Path::new(path).is_file() => PathBuf::from(path),
+        _ => exe,
+    }
+}
+
 /// The `adt-runner run` command line for `pick`.
 fn run_command(cfg: &Config, pick: &Pick, out: &Path) -> Command {
-    let exe = std::env::current_exe().unwrap_or_else(|_| "adt-runner".into());
-    let mut c = Command::new(exe);
+    let mut c = Command::new(own_exe());
     c.arg("run").arg(&pick.request.source);
     if let Some(t) = &cfg.testbed {
         c.arg("--testbed").arg(t);
