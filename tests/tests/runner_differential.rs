@@ -293,6 +293,7 @@ fn adt_runner_gives_autopkgtests_verdicts_and_exit_codes() {
         "package", "autopkgtest: test verdict", "adt-runner: test verdict", "rc", "rc"
     )];
     let mut differing = Vec::new();
+    let mut unexpected = Vec::new();
     for name in packages() {
         let fixture = workspace().join("tests/fixtures").join(&name);
         let (src, mut args) = if fixture.is_dir() {
@@ -318,15 +319,50 @@ fn adt_runner_gives_autopkgtests_verdicts_and_exit_codes() {
         if a != b {
             differing.push(name.clone());
         }
+        // Both sides agreeing is not enough: a testbed or mirror failure
+        // gives the same exit code on both. The fixture says what
+        // autopkgtest gives.
+        if let Some(want) = expected_exitcode(&fixture) {
+            if a.code != want || b.code != want {
+                unexpected.push(format!(
+                    "{name}: expected exit code {want}, autopkgtest gave {}, adt-runner {}",
+                    a.code, b.code
+                ));
+            }
+        }
     }
     // Straight to the process's stderr: the test harness captures print!
     // and eprint!, and the table is meant to be read in every run's log.
     let _ = writeln!(std::io::stderr(), "{}", table.join("\n"));
     assert!(
-        differing.is_empty(),
-        "verdicts or exit codes differ for {differing:?}; outputs kept in {}",
+        differing.is_empty() && unexpected.is_empty(),
+        "verdicts or exit codes differ for {differing:?}; {unexpected:?}; outputs kept in {}",
         results.keep().display()
     );
+}
+
+/// The fixture's `expected-exitcode`: autopkgtest's exit code for it.
+fn expected_exitcode(fixture: &Path) -> Option<i32> {
+    let text = std::fs::read_to_string(fixture.join("expected-exitcode")).ok()?;
+    Some(text.trim().parse().unwrap_or_else(|e| {
+        panic!(
+            "{}/expected-exitcode: not an exit code: {e}",
+            fixture.display()
+        )
+    }))
+}
+
+#[test]
+fn every_fixture_says_its_exit_code() {
+    let dir = workspace().join("tests/fixtures");
+    let missing: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().join("debian/control").exists())
+        .filter(|e| expected_exitcode(&e.path()).is_none())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(missing.is_empty(), "no expected-exitcode in {missing:?}");
 }
 
 /// Makes `tb` reachable as the ordinary user `tester` with passwordless
