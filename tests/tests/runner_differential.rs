@@ -15,7 +15,9 @@
 //! with -B on both sides, shown as `NAME -B`; the others, build-fails
 //! among them, run built, as autopkgtest runs a tree by default.
 //!
-//! ADT_DIFF_ONLY=name,name restricts the packages.
+//! ADT_DIFF_ONLY=name,name restricts the packages; ADT_DIFF_ARCHIVE=src,src
+//! adds archive source packages after that (a wider sweep by hand:
+//! `ADT_DIFF_ONLY=none ADT_DIFF_ARCHIVE=hello,sed cargo test ...`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -242,6 +244,9 @@ fn packages() -> Vec<String> {
     if let Ok(only) = std::env::var("ADT_DIFF_ONLY") {
         let only: Vec<&str> = only.split(',').collect();
         names.retain(|n| only.contains(&n.as_str()));
+    }
+    if let Ok(more) = std::env::var("ADT_DIFF_ARCHIVE") {
+        names.extend(more.split(',').filter(|n| !n.is_empty()).map(String::from));
     }
     names
 }
