@@ -5,10 +5,10 @@
 //! Where it knowingly differs from autopkgtest 5.28 (verdicts and exit
 //! codes stay the same):
 //! - a tree is unpacked on the host (when its debian/control parses and
-//!   the host has dpkg-dev) and copied in,
-//!   so the testbed gets dpkg-dev only as a build dependency; autopkgtest
-//!   installs dpkg-dev into the testbed to unpack it (with -B, a test that
-//!   uses dpkg-dev without declaring it passes there and fails here);
+//!   the host has dpkg-dev) and copied in; the testbed still gets dpkg-dev
+//!   first, as autopkgtest's unpacking gives it, unless the tree is built
+//!   for its binaries (the build installs dpkg-dev, and the revert after
+//!   it leaves none of it to the tests either way);
 //! - debian/tests/control lines that are not deb822 and fields given twice
 //!   are errors (python-debian ignores the first and keeps the last);
 //! - not supported: .changes and git sources, `--shell`, `--shell-fail`,
@@ -197,11 +197,17 @@ impl Run<'_> {
         // Like autopkgtest, a tree or .dsc is built for its binaries unless
         // -B: even when no test installs them, a build that fails makes the
         // package erroneous. A tree is unpacked on the host (when it has
-        // dpkg-source), so the testbed gets dpkg-dev only as a build
-        // dependency, if it is built (autopkgtest installs it there first
-        // to unpack).
+        // dpkg-source). autopkgtest unpacks it in the testbed, installing
+        // dpkg-dev there first, and with -B that dpkg-dev (perl, make,
+        // patch...) is there for the tests: a test that uses it without
+        // declaring it passes. So it is installed here too; built for its
+        // binaries, the tree's build installs dpkg-dev with
+        // build-essential, and the testbed is reverted before the tests.
         let unpacked = match src {
             Source::Tree(dir) if unpacks_on_host(dir) => {
+                if !built_binaries {
+                    source::ensure_dpkg_dev(sess, self.out)?;
+                }
                 match source::unpack_on_host(sess, dir, self.work.path())? {
                     Some(u) => u,
                     None => source::unpack(sess, self.out, src)?,

@@ -212,9 +212,7 @@ pub struct Unpacked {
 /// Copies or fetches `src` into the testbed and unpacks it.
 pub fn unpack(sess: &Session, out: &Output, src: &Source) -> Result<Unpacked, RunError> {
     let create = copy_in(sess, src)?;
-    if sess.capture("command -v dpkg-source", Kind::Short)?.0.code != 0 {
-        apt::satisfy(sess, out, "dpkg-dev", &[], apt::Lasting::Kept)?;
-    }
+    ensure_dpkg_dev(sess, out)?;
     let lines = [
         format!("builddir=$(mktemp -d {}/build.XXX)", quote(&sess.scratch)),
         "cd $builddir".to_string(),
@@ -232,10 +230,21 @@ pub fn unpack(sess: &Session, out: &Output, src: &Source) -> Result<Unpacked, Ru
     })
 }
 
+/// Installs dpkg-dev in the testbed when it has no dpkg-source, as
+/// autopkgtest does before unpacking a source there. It stays for the
+/// tests that follow without a revert, and shows in their
+/// `<test>-packages`.
+pub fn ensure_dpkg_dev(sess: &Session, out: &Output) -> Result<(), RunError> {
+    if sess.capture("command -v dpkg-source", Kind::Short)?.0.code != 0 {
+        apt::satisfy(sess, out, "dpkg-dev", &[], apt::Lasting::Kept)?;
+    }
+    Ok(())
+}
+
 /// Unpacks an unbuilt tree on the host (copy, `dpkg-source
-/// --before-build`) and copies the result into the testbed, sparing the
-/// testbed dpkg-dev (a build installs it as a build dependency). `None`
-/// when the host has no dpkg-source to do it.
+/// --before-build`) and copies the result into the testbed. The caller
+/// installs dpkg-dev there first when the tests could see it
+/// (`ensure_dpkg_dev`). `None` when the host has no dpkg-source to do it.
 pub fn unpack_on_host(
     sess: &Session,
     dir: &Path,
