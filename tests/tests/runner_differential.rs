@@ -7,7 +7,10 @@
 //! reverted to the same pristine root before every package. The verdict of
 //! every test with its
 //! reason (blanks folded), every other summary line's first word, and the
-//! exit code must be equal. Prints the table.
+//! exit code must be equal. Prints the table. The output directories must
+//! hold the same files (adt-runner's `exitcode` and `duration` aside), and
+//! `testpkg-version`, `testbed-packages` and every `<test>-packages` must
+//! read the same: what was tested, on what, with what installed.
 //!
 //! A fixture whose build is incidental (every test has an empty Depends
 //! and none is build-needed, autodep8 adds none, and debian/rules is the
@@ -251,6 +254,67 @@ fn packages() -> Vec<String> {
     names
 }
 
+/// The files under `dir`, relative to it, directories marked with `/`.
+fn tree(dir: &Path) -> std::collections::BTreeSet<String> {
+    fn walk(root: &Path, dir: &Path, into: &mut std::collections::BTreeSet<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.filter_map(|e| e.ok()) {
+            let path = e.path();
+            let rel = path.strip_prefix(root).unwrap().display().to_string();
+            if path.is_dir() {
+                into.insert(format!("{rel}/"));
+                walk(root, &path, into);
+            } else {
+                into.insert(rel);
+            }
+        }
+    }
+    let mut files = std::collections::BTreeSet::new();
+    walk(dir, dir, &mut files);
+    files
+}
+
+/// Where adt-runner's output directory `ours` differs from autopkgtest's
+/// `theirs` (see the module's comment), one line each.
+fn output_differences(theirs: &Path, ours: &Path) -> Vec<String> {
+    let a = tree(theirs);
+    let mut b = tree(ours);
+    b.remove("exitcode");
+    b.remove("duration");
+    let mut found: Vec<String> = a
+        .difference(&b)
+        .map(|f| format!("only autopkgtest wrote {f}"))
+        .chain(
+            b.difference(&a)
+                .map(|f| format!("only adt-runner wrote {f}")),
+        )
+        .collect();
+    for f in a.intersection(&b) {
+        if f == "testpkg-version" || f.ends_with("-packages") {
+            let read = |d: &Path| std::fs::read_to_string(d.join(f)).unwrap_or_default();
+            let (x, y) = (read(theirs), read(ours));
+            if x != y {
+                // Package lines are `name<TAB>version`; the names say enough.
+                let only = |p: &str, q: &str| {
+                    p.lines()
+                        .filter(|l| !q.lines().any(|m| m == *l))
+                        .map(|l| l.split('\t').next().unwrap_or(l))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                };
+                found.push(format!(
+                    "{f} differs: only autopkgtest's has [{}], only adt-runner's has [{}]",
+                    only(&x, &y),
+                    only(&y, &x)
+                ));
+            }
+        }
+    }
+    found
+}
+
 /// Summary line `i` of `o` as the table shows it.
 fn shown_line(o: &Outcome, i: usize) -> String {
     o.lines
@@ -299,6 +363,7 @@ fn adt_runner_gives_autopkgtests_verdicts_and_exit_codes() {
     )];
     let mut differing = Vec::new();
     let mut unexpected = Vec::new();
+    let mut files_differ = Vec::new();
     for name in packages() {
         let fixture = workspace().join("tests/fixtures").join(&name);
         let (src, mut args) = if fixture.is_dir() {
@@ -324,6 +389,9 @@ fn adt_runner_gives_autopkgtests_verdicts_and_exit_codes() {
         if a != b {
             differing.push(name.clone());
         }
+        for d in output_differences(&ref_out, &our_out) {
+            files_differ.push(format!("{name}: {d}"));
+        }
         // Both sides agreeing is not enough: a testbed or mirror failure
         // gives the same exit code on both. The fixture says what
         // autopkgtest gives.
@@ -339,9 +407,19 @@ fn adt_runner_gives_autopkgtests_verdicts_and_exit_codes() {
     // Straight to the process's stderr: the test harness captures print!
     // and eprint!, and the table is meant to be read in every run's log.
     let _ = writeln!(std::io::stderr(), "{}", table.join("\n"));
+    let _ = writeln!(
+        std::io::stderr(),
+        "output directories: {}",
+        if files_differ.is_empty() {
+            "the same files, the same versions and packages".to_string()
+        } else {
+            format!("\n  {}", files_differ.join("\n  "))
+        }
+    );
     assert!(
-        differing.is_empty() && unexpected.is_empty(),
-        "verdicts or exit codes differ for {differing:?}; {unexpected:?}; outputs kept in {}",
+        differing.is_empty() && unexpected.is_empty() && files_differ.is_empty(),
+        "verdicts or exit codes differ for {differing:?}; {unexpected:?}; output files differ: \
+         {files_differ:?}; outputs kept in {}",
         results.keep().display()
     );
 }
