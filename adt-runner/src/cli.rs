@@ -368,11 +368,14 @@ impl RunArgs {
         Ok(apt)
     }
 
-    fn opener(&self) -> Result<Opener<'_>, String> {
+    /// Opens the testbed, and names it as testinfo.json's `virt_server`
+    /// does (known before it is opened, as autopkgtest's is).
+    fn opener(&self) -> Result<(Opener<'_>, String), String> {
         if let Some(addr) = self.testbed.strip_prefix("ssh:") {
             let target = parse_address(addr, self.identity.clone())
                 .map_err(|e| format!("--testbed: {e}"))?;
-            return Ok(Box::new(move || {
+            let named = format!("ssh:{target}");
+            let open: Opener<'_> = Box::new(move || {
                 let tb = SshTestbed::open(
                     target,
                     self.revert_command.clone(),
@@ -380,14 +383,16 @@ impl RunArgs {
                     std::time::Duration::from_secs(self.connect_timeout),
                 )?;
                 Ok(Box::new(tb) as Box<dyn Testbed>)
-            }));
+            });
+            return Ok((open, named));
         }
         if let Some(image) = self.testbed.strip_prefix("xen:") {
-            return Ok(Box::new(move || {
+            let open: Opener<'_> = Box::new(move || {
                 let tb = XenTestbed::open(image, &self.login, self.identity.clone())
                     .map_err(RunError::from)?;
                 Ok(Box::new(tb) as Box<dyn Testbed>)
-            }));
+            });
+            return Ok((open, format!("xen:{image}")));
         }
         Err(format!(
             "--testbed {:?}: expected ssh:[USER@]HOST[:PORT] or xen:IMAGE",
@@ -437,7 +442,7 @@ fn run(args: &RunArgs, command_line: String) -> i32 {
         Ok(s) => s,
         Err(m) => return fail(m),
     };
-    let opener = match args.opener() {
+    let (opener, testbed) = match args.opener() {
         Ok(o) => o,
         Err(m) => return fail(m),
     };
@@ -465,6 +470,7 @@ fn run(args: &RunArgs, command_line: String) -> i32 {
         gain_root: args.gain_root.clone(),
         validate: args.validate,
         command_line,
+        testbed,
     };
     pipeline::run(&req, opener)
 }

@@ -8,7 +8,11 @@
 //!   the host has dpkg-dev) and copied in; the testbed still gets dpkg-dev
 //!   first, as autopkgtest's unpacking gives it, unless the tree is built
 //!   for its binaries (the build installs dpkg-dev, and the revert after
-//!   it leaves none of it to the tests either way);
+//!   it leaves none of it to the tests either way) or is a built tree;
+//! - a testbed failure during a test (ssh lost, exit 255 or 254) keeps
+//!   what the test wrote in `<test>-stdout`/`-stderr`; autopkgtest, which
+//!   copies them up after the test, has neither file (both keep it in the
+//!   log);
 //! - debian/tests/control lines that are not deb822 and fields given twice
 //!   are errors (python-debian ignores the first and keeps the last);
 //! - not supported: .changes and git sources, `--shell`, `--shell-fail`,
@@ -59,6 +63,9 @@ pub struct Request {
     /// `--validate`: stop once the tests are read.
     pub validate: bool,
     pub command_line: String,
+    /// The testbed as testinfo.json names it (`ssh:USER@HOST:PORT`,
+    /// `xen:IMAGE`), for a run whose testbed never opened.
+    pub testbed: String,
 }
 
 /// Opens the testbed (a closure, so that its failure is reported like any
@@ -97,9 +104,17 @@ pub fn run(req: &Request, open: Opener) -> i32 {
         Err((e, blamed)) => report_error(&out, &e, &blamed),
     };
     let interrupted = crate::signal::take();
-    if let Some(sess) = &session {
-        out.testinfo(&testinfo(sess, req));
-    }
+    // Like autopkgtest, whatever happened: a testbed that did not open
+    // (unreachable, a failed setup command) gives what is known before.
+    let info = match &session {
+        Some(sess) => testinfo(sess, req),
+        None => TestInfo {
+            virt_server: req.testbed.clone(),
+            custom_environment: req.env.clone(),
+            ..TestInfo::default()
+        },
+    };
+    out.testinfo(&info);
     if let Some(mut sess) = session {
         if let Err(e) = sess.stop() {
             out.error(&format!("error cleaning up: {e}"));
@@ -202,10 +217,11 @@ impl Run<'_> {
         // patch...) is there for the tests: a test that uses it without
         // declaring it passes. So it is installed here too; built for its
         // binaries, the tree's build installs dpkg-dev with
-        // build-essential, and the testbed is reverted before the tests.
+        // build-essential, and the testbed is reverted before the tests. A
+        // built tree is not unpacked, by autopkgtest either.
         let unpacked = match src {
             Source::Tree(dir) if unpacks_on_host(dir) => {
-                if !built_binaries {
+                if !built_binaries && !built_tree {
                     source::ensure_dpkg_dev(sess, self.out)?;
                 }
                 match source::unpack_on_host(sess, dir, self.work.path())? {

@@ -67,7 +67,20 @@ pub fn run_test(
     let mut so = out.stream(false, Some(create(&so_path)?));
     let mut se = out.stream(true, Some(create(&se_path)?));
     let started = std::time::Instant::now();
-    let exit = sess.run_test(&cmd, &mut so, &mut se)?;
+    let exit = match sess.run_test(&cmd, &mut so, &mut se) {
+        Ok(exit) => exit,
+        Err(e) => {
+            // A testbed failure during the test: autopkgtest copies the
+            // output files up only after the test, so it has none. The
+            // empty ones go here too; what the test wrote stays.
+            for (stream, path) in [(&so, &so_path), (&se, &se_path)] {
+                if stream.written == 0 {
+                    let _ = fs::remove_file(path);
+                }
+            }
+            return Err(e);
+        }
+    };
     let timed_out = exit.timed_out
         || (sess.timeouts.test > 0
             && matches!(exit.code, 124 | 137)

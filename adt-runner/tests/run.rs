@@ -190,6 +190,12 @@ fn unreachable_testbed_ends_with_16_and_a_summary_line() {
         std::fs::read_to_string(out.path().join("out/exitcode")).unwrap(),
         "16\n"
     );
+    // As autopkgtest: testinfo.json names the testbed even so.
+    let info: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.path().join("out/testinfo.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(info["virt_server"], format!("ssh:root@127.0.0.1:{port}"));
 }
 
 #[test]
