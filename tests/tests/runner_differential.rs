@@ -9,8 +9,9 @@
 //! reason (blanks folded), every other summary line's first word, and the
 //! exit code must be equal. Prints the table. The output directories must
 //! hold the same files (adt-runner's `exitcode` and `duration` aside), and
-//! `testpkg-version`, `testbed-packages` and every `<test>-packages` must
-//! read the same: what was tested, on what, with what installed.
+//! `testpkg-version`, `testbed-packages`, every `<test>-packages` and
+//! `testinfo.json` (but its `virt_server`) must read the same: what was
+//! tested, on what, with what installed.
 //!
 //! A fixture whose build is incidental (every test has an empty Depends
 //! and none is build-needed, autodep8 adds none, and debian/rules is the
@@ -292,6 +293,21 @@ fn output_differences(theirs: &Path, ours: &Path) -> Vec<String> {
         )
         .collect();
     for f in a.intersection(&b) {
+        if f == "testinfo.json" {
+            // The same fields with the same values, but for the command
+            // that reached the testbed.
+            let read = |d: &Path| -> serde_json::Map<String, serde_json::Value> {
+                let text = std::fs::read_to_string(d.join(f)).unwrap_or_default();
+                let mut m: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(&text).unwrap_or_default();
+                m.remove("virt_server");
+                m
+            };
+            let (x, y) = (read(theirs), read(ours));
+            if x != y {
+                found.push(format!("testinfo.json differs: {x:?} against {y:?}"));
+            }
+        }
         if f == "testpkg-version" || f.ends_with("-packages") {
             let read = |d: &Path| std::fs::read_to_string(d.join(f)).unwrap_or_default();
             let (x, y) = (read(theirs), read(ours));
