@@ -9,6 +9,11 @@
 //! autopkgtest is as low as any runner doing that work in that order can
 //! go; adt-runner's distance from it is adt-runner's own cost.
 //!
+//! It runs on two testbeds: the tests' minbase root, where both tools
+//! install dpkg-dev to unpack the tree (and keep it with -B), and the same
+//! root with dpkg-dev, as the Xen testbed images have it
+//! (ADT_TESTBED_INCLUDE, see tests/testbed/mk-root), where neither does.
+//!
 //! Run: cargo bench -p adt-systest --bench runner_trivial (as root).
 //! ADT_BENCH_ROUNDS=N repeats each side N times (default 1, alternating)
 //! and reports the median, with the fastest and slowest run.
@@ -84,25 +89,43 @@ fn main() {
         .unwrap_or(1);
     let bin = adt_runner();
     let fixture = workspace().join("tests/fixtures/pass-trivial");
+    println!(
+        "pass-trivial (Test-Command: true), median of {rounds} run(s) each, same sshd testbed:"
+    );
+    // The tests' testbed: minbase, so that both runners install what they
+    // need (for -B that is dpkg-dev, to unpack the tree).
     let mut tb = SshTestbed::start().expect("sshd testbed");
+    println!("testbed: debootstrap minbase + openssh-server (the tests' testbed)");
+    measure(&mut tb, &bin, &fixture, rounds);
+    drop(tb);
+    // The same root with dpkg-dev, as adt-xen-image's testbeds have it
+    // (tests/xenlab/packages/domu.list): the same commands minus that
+    // install. The env var selects another cached root (mk-root).
+    std::env::set_var("ADT_TESTBED_INCLUDE", "dpkg-dev");
+    let mut tb = SshTestbed::start().expect("sshd testbed with dpkg-dev");
+    println!("testbed: the same plus dpkg-dev (as the Xen testbed images have it)");
+    measure(&mut tb, &bin, &fixture, rounds);
+}
+
+/// Times pass-trivial through adt-runner, autopkgtest and testbed-work on
+/// `tb`, built and with -B.
+fn measure(tb: &mut SshTestbed, bin: &Path, fixture: &Path, rounds: usize) {
     let revert = format!(
         "{} {}",
         scripts_dir().join("revert").display(),
         tb.dir().display()
     );
-    println!(
-        "pass-trivial (Test-Command: true), median of {rounds} run(s) each, same sshd testbed:"
-    );
-    for (label, extra) in [
-        ("default (a tree's binaries are built)", &[][..]),
-        ("-B (no built binaries)", &["-B"][..]),
-    ] {
+    let modes: [(&str, &[&str]); 2] = [
+        ("default (a tree's binaries are built)", &[]),
+        ("-B (no built binaries)", &["-B"]),
+    ];
+    for (label, extra) in modes {
         let (mut ours, mut theirs, mut floor) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
             tb.revert().expect("revert");
             let out = tempfile::tempdir().unwrap();
-            let mut c = Command::new(&bin);
-            c.arg("run").arg(&fixture).args(extra);
+            let mut c = Command::new(bin);
+            c.arg("run").arg(fixture).args(extra);
             c.args([
                 "--testbed",
                 &tb.spec(),
@@ -121,7 +144,7 @@ fn main() {
             c.arg("--output-dir")
                 .arg(out.path().join("o"))
                 .args(extra)
-                .arg(&fixture);
+                .arg(fixture);
             c.args([
                 "--",
                 "ssh",
@@ -144,7 +167,7 @@ fn main() {
 
             tb.revert().expect("revert");
             let mut c = Command::new(workspace().join("tests/benches/testbed-work"));
-            c.args(extra).arg(&fixture).arg(tb.dir());
+            c.args(extra).arg(fixture).arg(tb.dir());
             let (d, rc) = timed(c);
             assert_eq!(
                 rc, 0,
