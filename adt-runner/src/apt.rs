@@ -25,9 +25,11 @@ pub enum Lasting {
     /// A revert discards it before anything else runs (the build
     /// dependencies of a testbed that reverts after the build): dpkg skips
     /// its fsyncs, man-db does not index manual pages, and the packages
-    /// pulled in are not marked manually installed. None of this is seen by
-    /// the build (dpkg-buildpackage does not read man-db's index or apt's
-    /// auto flags) and all of it is gone when the tests run.
+    /// pulled in are not marked manually installed; when the testbed has
+    /// them all already, dpkg configures the throw-away package without
+    /// apt. None of this is seen by the build (dpkg-buildpackage does not
+    /// read man-db's index, apt's auto flags or apt's cache) and all of it
+    /// is gone when the tests run.
     Throwaway,
 }
 
@@ -148,6 +150,23 @@ fn install_apt(
     );
     let unpack = format!("dpkg --unpack {} >/dev/null", quote(&deb));
     sess.check(&format!("{build} && {unpack}"))?;
+    // Dependencies the testbed already satisfies (a build chroot's build
+    // dependencies): apt would install nothing and configure the throw-away
+    // package, which dpkg does alone when they are all there (it checks
+    // versions, alternatives and Provides as apt would) and nothing else is
+    // half-installed for apt's --fix-broken to see. Only for what a revert
+    // discards: kept installs run apt as autopkgtest does, cache and all.
+    if lasting == Lasting::Throwaway && synth.is_empty() {
+        let (exit, _, _) = sess.capture(
+            "dpkg --configure autopkgtest-satdep >/dev/null 2>&1 && [ -z \"$(dpkg --audit)\" ]",
+            Kind::Install,
+        )?;
+        if exit.code == 0 {
+            tracing::debug!("dependencies already installed: {deps}");
+            sess.exec_shown("dpkg --purge autopkgtest-satdep", Kind::Install, out)?;
+            return Ok(());
+        }
+    }
     let mut retries = 3;
     let ok = 'attempts: loop {
         let ok = loop {

@@ -458,6 +458,12 @@ fn build_dependencies_a_revert_discards_are_installed_the_fast_way_and_tests_see
         build.contains("Not building database; man-db/auto-update is not 'true'"),
         "man-db indexed the throw-away build environment:\n{build}"
     );
+    // The minbase testbed lacks them: apt installs them and configures the
+    // throw-away package.
+    assert!(
+        build.contains("Setting up autopkgtest-satdep (0)"),
+        "apt did not install the missing build dependencies:\n{build}"
+    );
     // After the revert apt-utils (for apt-ftparchive) comes from the deb
     // fetched before it, installed by dpkg, not downloaded again by apt.
     assert!(
@@ -479,6 +485,33 @@ fn build_dependencies_a_revert_discards_are_installed_the_fast_way_and_tests_see
         .map(|l| l.split('\t').next().unwrap_or_default().to_string())
         .collect();
     assert_eq!(extra, ["apt-utils"], "{}", ran.file("command1-packages"));
+
+    // A testbed that has them all (here put there by a setup command, run
+    // after every revert): dpkg configures the throw-away package without
+    // apt, and the build works.
+    let ready = run(
+        &bed,
+        &fixture("pass-trivial"),
+        &["--setup-commands=apt-get install --assume-yes --no-install-recommends build-essential fakeroot debhelper"],
+    );
+    assert_eq!(ready.code, 0, "{}\n{}", ready.summary(), ready.stderr);
+    let log = ready.file("log");
+    let (build, _) = log
+        .split_once("test command1: preparing testbed")
+        .expect("the test was prepared");
+    let (_, build) = build
+        .split_once("build needed for binaries")
+        .expect("a build");
+    assert!(
+        build.contains("Removing autopkgtest-satdep (0)")
+            && !build.contains("Setting up autopkgtest-satdep")
+            && !build.contains("Reading package lists"),
+        "apt ran for build dependencies that were all installed:\n{build}"
+    );
+    assert!(
+        build.contains("dpkg-deb: building package 'adt-fixture-pass-trivial'"),
+        "no build:\n{build}"
+    );
 
     // A testbed that cannot revert keeps what is installed into it, so its
     // build dependencies are installed exactly as autopkgtest installs them.
