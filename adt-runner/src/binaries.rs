@@ -19,8 +19,10 @@ pub struct Binaries {
     published: bool,
     /// apt-utils' deb, fetched from the testbed's archive before a revert,
     /// so that publishing into the reverted testbed installs it with dpkg
-    /// instead of a whole apt run (see `prefetch_apt_utils`).
+    /// instead of a whole apt run (see `start_apt_utils_fetch`).
     apt_utils: Option<PathBuf>,
+    /// The testbed directory of a fetch of it still running.
+    fetching: Option<String>,
 }
 
 impl Binaries {
@@ -30,6 +32,7 @@ impl Binaries {
             registered: Vec::new(),
             published: false,
             apt_utils: None,
+            fetching: None,
         }
     }
 
@@ -38,26 +41,69 @@ impl Binaries {
     /// every revert. When the testbed lacks it and will be reverted before
     /// publishing (the caller knows it will publish), this fetches the deb
     /// that command would install (same indexes: the built binaries are not
-    /// published yet) into `host_dir`, so that `publish` can install it
-    /// with dpkg: the same package in the same state, without apt's cache
-    /// rebuild, resolution and download. Only a speed-up: when the fetch
-    /// fails, publishing uses apt as autopkgtest does.
+    /// published yet), so that `publish` can install it with dpkg: the same
+    /// package in the same state, without apt's cache rebuild, resolution
+    /// and download. Only a speed-up: when the fetch fails, publishing uses
+    /// apt as autopkgtest does.
     ///
-    /// Called before the build's own apt run: the first apt command in a
-    /// fresh testbed rebuilds apt's cache, which the build's install then
-    /// reuses, so this costs little more than the download.
-    pub fn prefetch_apt_utils(&mut self, sess: &Session, host_dir: &Path) -> Result<(), RunError> {
-        if self.apt_utils.is_some() || sess.has_apt_ftparchive || !sess.can_revert() {
+    /// The fetch runs in the background in the testbed (a download, mostly
+    /// waiting on the network), so that the build runs meanwhile;
+    /// `finish_apt_utils_fetch` waits for it and copies the deb out. Called
+    /// after the build dependencies are installed: apt's cache is built
+    /// then, and no other apt command runs until the finish. What it leaves
+    /// behind (a directory in the scratch area, and the download itself
+    /// should it outlive a failed build) is gone with the revert that
+    /// always follows.
+    pub fn start_apt_utils_fetch(&mut self, sess: &Session) -> Result<(), RunError> {
+        if self.apt_utils.is_some()
+            || self.fetching.is_some()
+            || sess.has_apt_ftparchive
+            || !sess.can_revert()
+        {
             return Ok(());
         }
         let d = format!("{}/apt-utils-deb", sess.scratch);
         // Not when it recommends anything: apt would install that too.
         // (Its dependencies are apt's own; `publish` copes with one missing.)
-        let script = format!(
-            "rm -rf {d} && mkdir -p {d} && (chown _apt {d} 2>/dev/null || true) && cd {d} \
-             && apt-get download -q apt-utils >/dev/null 2>&1 \
-             && [ -z \"$(dpkg-deb --field apt-utils_*.deb Recommends)\" ] && ls apt-utils_*.deb",
+        // `rc` appears only once the fetch has ended, with its status;
+        // `pid` tells the wait whether it is still running (it may have
+        // been killed before writing `rc`).
+        let fetch = format!(
+            "cd {d} && apt-get download -q apt-utils >/dev/null 2>&1 \
+             && [ -z \"$(dpkg-deb --field apt-utils_*.deb Recommends)\" ] && ls apt-utils_*.deb >name; \
+             echo $? >rc.new && mv rc.new rc",
             d = quote(&d)
+        );
+        let script = format!(
+            "rm -rf {d} && mkdir -p {d} && (chown _apt {d} 2>/dev/null || true) \
+             && {{ nohup sh -c {fetch} </dev/null >/dev/null 2>&1 & echo $! >{d}/pid; }}",
+            d = quote(&d),
+            fetch = quote(&fetch)
+        );
+        let (exit, _, _) = sess.capture(&script, Kind::Short)?;
+        if exit.code == 0 {
+            self.fetching = Some(d);
+        } else {
+            tracing::debug!("apt-utils fetch not started (exit {})", exit.code);
+        }
+        Ok(())
+    }
+
+    /// Waits (within the install timeout) for the fetch that
+    /// `start_apt_utils_fetch` started to end, or to be gone, and copies
+    /// the deb into `host_dir`.
+    /// A failed or unfinished fetch only means `publish` uses apt.
+    pub fn finish_apt_utils_fetch(
+        &mut self,
+        sess: &Session,
+        host_dir: &Path,
+    ) -> Result<(), RunError> {
+        let Some(d) = self.fetching.take() else {
+            return Ok(());
+        };
+        let script = format!(
+            "cd {} && while [ ! -e rc ] && kill -0 \"$(cat pid)\" 2>/dev/null; do sleep 0.05; done; [ \"$(cat rc)\" = 0 ] && cat name",
+            quote(&d)
         );
         let (exit, listed, _) = sess.capture(&script, Kind::Install)?;
         let listed = String::from_utf8_lossy(&listed);

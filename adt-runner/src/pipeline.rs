@@ -248,23 +248,35 @@ impl Run<'_> {
             self.build_needed_for_tests(sess, &unpacked)?
         };
         if build_needed {
-            if built_binaries {
-                // While the testbed is still as a revert leaves it: the
-                // publishing after the revert installs this deb.
-                self.binaries
-                    .prefetch_apt_utils(sess, &self.work.path().join("tools"))?;
-            }
             sess.needs_reset();
             let stanza = self.build_stanza(sess, &unpacked)?;
-            source::build(
+            source::install_build_deps(
+                sess,
+                self.out,
+                stanza.as_ref(),
+                self.req.gain_root.as_deref(),
+            )?;
+            if built_binaries {
+                // While the testbed's apt is still as a revert leaves it
+                // (the publishing after the revert installs this deb); the
+                // download runs during the build.
+                self.binaries.start_apt_utils_fetch(sess)?;
+            }
+            let built = source::build(
                 sess,
                 self.out,
                 &unpacked,
-                stanza.as_ref(),
                 &self.req.env,
                 self.req.build_parallel.as_deref(),
                 self.req.gain_root.as_deref(),
-            )?;
+            );
+            // Waited for even when the build failed, so that nothing is
+            // left running; the build's error comes first.
+            let fetched = self
+                .binaries
+                .finish_apt_utils_fetch(sess, &self.work.path().join("tools"));
+            built?;
+            fetched?;
         }
         let host_tree = self.work.path().join("tests-tree");
         sess.copy_up(&unpacked.dir, &host_tree, true)?;

@@ -318,18 +318,14 @@ pub fn changelog_head(text: &str) -> Option<(String, String)> {
     Some((name.to_string(), version.to_string()))
 }
 
-/// Installs the build dependencies named in `source_stanza` and builds
-/// with dpkg-buildpackage, keeping patches applied, with the `--env`
-/// variables `env` (`K=V`) set, as autopkgtest sets them for the build.
-/// `gain_root`: `--gain-root`, dpkg-buildpackage's `-r` (then fakeroot is
-/// not installed).
-pub fn build(
+/// Installs the build dependencies named in `source_stanza` (and
+/// build-essential, and fakeroot unless `gain_root`: `--gain-root`, which
+/// dpkg-buildpackage then uses instead), as autopkgtest does before a
+/// build.
+pub fn install_build_deps(
     sess: &Session,
     out: &Output,
-    unpacked: &Unpacked,
     source_stanza: Option<&deb822::Stanza>,
-    env: &[String],
-    build_parallel: Option<&str>,
     gain_root: Option<&str>,
 ) -> Result<(), RunError> {
     let field = |f: &str| {
@@ -355,7 +351,21 @@ pub fn build(
     } else {
         apt::Lasting::Kept
     };
-    apt::satisfy(sess, out, &deps, &[], lasting)?;
+    apt::satisfy(sess, out, &deps, &[], lasting)
+}
+
+/// Builds with dpkg-buildpackage (the build dependencies installed by
+/// `install_build_deps`), keeping patches applied, with the `--env`
+/// variables `env` (`K=V`) set, as autopkgtest sets them for the build.
+/// `gain_root`: `--gain-root`, dpkg-buildpackage's `-r`.
+pub fn build(
+    sess: &Session,
+    out: &Output,
+    unpacked: &Unpacked,
+    env: &[String],
+    build_parallel: Option<&str>,
+    gain_root: Option<&str>,
+) -> Result<(), RunError> {
     // autopkgtest's `opts.build_parallel or testbed.nproc`
     let nproc = build_parallel
         .map(String::from)
