@@ -9,14 +9,18 @@
 //! autopkgtest is as low as any runner doing that work in that order can
 //! go; adt-runner's distance from it is adt-runner's own cost.
 //!
-//! It runs on two testbeds: the tests' minbase root, where both tools
-//! install dpkg-dev to unpack the tree (and keep it with -B), and the same
-//! root with dpkg-dev, as the Xen testbed images have it
-//! (ADT_TESTBED_INCLUDE, see tests/testbed/mk-root), where neither does.
+//! It runs on three testbeds: the tests' minbase root, where both tools
+//! install dpkg-dev to unpack the tree (and keep it with -B) and the build
+//! dependencies to build it; the same root with dpkg-dev, as the Xen
+//! testbed images have it, where neither installs dpkg-dev; and that root
+//! with the fixture's build dependencies too, where a build installs
+//! nothing but the throw-away package (ADT_TESTBED_INCLUDE, see
+//! tests/testbed/mk-root).
 //!
 //! Run: cargo bench -p adt-systest --bench runner_trivial (as root).
 //! ADT_BENCH_ROUNDS=N repeats each side N times (default 1, alternating)
-//! and reports the median, with the fastest and slowest run.
+//! and reports the median, with the fastest and slowest run;
+//! ADT_BENCH_TESTBEDS=minbase,dpkg-dev,build-ready picks testbeds.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -92,19 +96,43 @@ fn main() {
     println!(
         "pass-trivial (Test-Command: true), median of {rounds} run(s) each, same sshd testbed:"
     );
-    // The tests' testbed: minbase, so that both runners install what they
-    // need (for -B that is dpkg-dev, to unpack the tree).
-    let mut tb = SshTestbed::start().expect("sshd testbed");
-    println!("testbed: debootstrap minbase + openssh-server (the tests' testbed)");
-    measure(&mut tb, &bin, &fixture, rounds);
-    drop(tb);
-    // The same root with dpkg-dev, as adt-xen-image's testbeds have it
-    // (tests/xenlab/packages/domu.list): the same commands minus that
-    // install. The env var selects another cached root (mk-root).
-    std::env::set_var("ADT_TESTBED_INCLUDE", "dpkg-dev");
-    let mut tb = SshTestbed::start().expect("sshd testbed with dpkg-dev");
-    println!("testbed: the same plus dpkg-dev (as the Xen testbed images have it)");
-    measure(&mut tb, &bin, &fixture, rounds);
+    // Each testbed is a cached root (tests/testbed/mk-root) with more or
+    // fewer packages in it (ADT_TESTBED_INCLUDE); ADT_BENCH_TESTBEDS picks
+    // some by name (comma-separated), all by default.
+    let testbeds: [(&str, &str, &str); 3] = [
+        (
+            "minbase",
+            "",
+            "debootstrap minbase + openssh-server (the tests' testbed): both tools install dpkg-dev to unpack the tree, and the build dependencies to build it",
+        ),
+        (
+            "dpkg-dev",
+            "dpkg-dev",
+            "the same plus dpkg-dev (as the Xen testbed images have it, tests/xenlab/packages/domu.list)",
+        ),
+        (
+            "build-ready",
+            "dpkg-dev,build-essential,fakeroot,debhelper",
+            "the same plus the fixture's build dependencies (build-essential, fakeroot, debhelper), as a build chroot has them",
+        ),
+    ];
+    let wanted = std::env::var("ADT_BENCH_TESTBEDS").unwrap_or_default();
+    let wanted: Vec<&str> = wanted.split(',').filter(|s| !s.is_empty()).collect();
+    for w in &wanted {
+        assert!(
+            testbeds.iter().any(|(name, ..)| name == w),
+            "ADT_BENCH_TESTBEDS: unknown testbed '{w}'; expected some of minbase, dpkg-dev, build-ready"
+        );
+    }
+    for (name, include, about) in testbeds {
+        if !wanted.is_empty() && !wanted.contains(&name) {
+            continue;
+        }
+        std::env::set_var("ADT_TESTBED_INCLUDE", include);
+        let mut tb = SshTestbed::start().expect("sshd testbed");
+        println!("testbed {name}: {about}");
+        measure(&mut tb, &bin, &fixture, rounds);
+    }
 }
 
 /// Times pass-trivial through adt-runner, autopkgtest and testbed-work on
