@@ -436,6 +436,18 @@ fn a_tree_whose_build_fails_is_erroneous_even_when_no_test_installs_it() {
         "the build's own stderr is in the log"
     );
     assert!(ran.verdict("command1").is_none(), "no test ran");
+    // The apt-utils fetch that ran beside the failed build was waited for:
+    // the testbed (not reverted after the run) has no apt process left.
+    let ssh =
+        adt_runner::ssh::Ssh::connect(&bed.target(), std::time::Duration::from_secs(30)).unwrap();
+    let o = ssh
+        .output("for p in /proc/[0-9]*; do cat $p/cmdline 2>/dev/null | tr '\\0' ' '; echo; done | grep -cE '[a]pt-get|[a]pt-utils-deb' || true")
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "0",
+        "the apt-utils fetch was left running after the failed build"
+    );
     let skipped = run(&bed, &fixture("build-fails"), &["-B"]);
     assert_eq!(skipped.code, 0, "{}", skipped.summary());
     assert_eq!(skipped.verdict("command1").as_deref(), Some("PASS"));
