@@ -50,10 +50,9 @@ impl Binaries {
     /// waiting on the network), so that the build runs meanwhile;
     /// `finish_apt_utils_fetch` waits for it and copies the deb out. Called
     /// after the build dependencies are installed: apt's cache is built
-    /// then, and no other apt command runs until the finish. What it leaves
-    /// behind (a directory in the scratch area, and the download itself
-    /// should it outlive a failed build) is gone with the revert that
-    /// always follows.
+    /// then, and no other apt command runs until the finish, which the
+    /// caller reaches also when the build fails. The directory it leaves
+    /// in the scratch area is gone with the revert that always follows.
     pub fn start_apt_utils_fetch(&mut self, sess: &Session) -> Result<(), RunError> {
         if self.apt_utils.is_some()
             || self.fetching.is_some()

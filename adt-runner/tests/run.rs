@@ -304,12 +304,9 @@ fn a_timeout_fails_the_test_and_kills_its_processes() {
         "took {:?}",
         started.elapsed()
     );
-    let ssh =
-        adt_runner::ssh::Ssh::connect(&bed.target(), std::time::Duration::from_secs(30)).unwrap();
-    let o = ssh.output("for p in /proc/[0-9]*; do cat $p/cmdline 2>/dev/null | tr '\\0' ' '; echo; done | grep -c '^sleep 300' || true").unwrap();
     assert_eq!(
-        String::from_utf8_lossy(&o.stdout).trim(),
-        "0",
+        bed.processes_matching("^sleep 300"),
+        0,
         "the test's sleep survived its timeout"
     );
 }
@@ -438,14 +435,9 @@ fn a_tree_whose_build_fails_is_erroneous_even_when_no_test_installs_it() {
     assert!(ran.verdict("command1").is_none(), "no test ran");
     // The apt-utils fetch that ran beside the failed build was waited for:
     // the testbed (not reverted after the run) has no apt process left.
-    let ssh =
-        adt_runner::ssh::Ssh::connect(&bed.target(), std::time::Duration::from_secs(30)).unwrap();
-    let o = ssh
-        .output("for p in /proc/[0-9]*; do cat $p/cmdline 2>/dev/null | tr '\\0' ' '; echo; done | grep -cE '[a]pt-get|[a]pt-utils-deb' || true")
-        .unwrap();
     assert_eq!(
-        String::from_utf8_lossy(&o.stdout).trim(),
-        "0",
+        bed.processes_matching("[a]pt-get|[a]pt-utils-deb"),
+        0,
         "the apt-utils fetch was left running after the failed build"
     );
     let skipped = run(&bed, &fixture("build-fails"), &["-B"]);

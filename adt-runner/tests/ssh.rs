@@ -110,8 +110,11 @@ fn a_remote_timeout_kills_the_process_group() {
         .unwrap();
     assert!(exit.timed_out, "{exit:?}");
     assert!(started.elapsed() < Duration::from_secs(20));
-    let left = ssh.output("for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done | grep -c '^sleep 100' || true").unwrap();
-    assert_eq!(String::from_utf8_lossy(&left.stdout).trim(), "0");
+    assert_eq!(
+        bed.processes_matching("^sleep 100"),
+        0,
+        "sleeps left running"
+    );
 }
 
 #[test]

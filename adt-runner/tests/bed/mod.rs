@@ -104,6 +104,23 @@ impl Bed {
         assert!(st.success(), "revert failed");
     }
 
+    /// How many processes in the testbed have a command line (arguments
+    /// joined by spaces) matching the extended regular expression `ere`.
+    pub fn processes_matching(&self, ere: &str) -> usize {
+        let ssh = adt_runner::ssh::Ssh::connect(&self.target(), std::time::Duration::from_secs(30))
+            .expect("login to the testbed");
+        let o = ssh
+            .output(&format!(
+                "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done | grep -cE {} || true",
+                adt_runner::ssh::quote(ere)
+            ))
+            .unwrap();
+        let n = String::from_utf8_lossy(&o.stdout);
+        n.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("counting processes: {n:?}"))
+    }
+
     pub fn target(&self) -> adt_runner::ssh::Target {
         adt_runner::ssh::Target {
             host: self.env["HOST"].clone(),
